@@ -1,0 +1,460 @@
+"""Configuration: a TOML file plus ``JWKSD_*`` environment overrides, read once into frozen dataclasses.
+
+This is the only module that reads the environment. Every problem is collected and reported at
+once, naming the key, the value and what was expected. Durations are seconds (``_s``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jwksd.errors import ConfigError
+
+DEFAULT_PATH = "/.well-known/jwks.json"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console", "auto")
+SOURCE_KINDS = ("secretsmanager", "file")
+
+
+@dataclass(frozen=True)
+class Listen:
+    """A host and port to listen on."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The HTTP listeners and their limits."""
+
+    listen: Listen = Listen("127.0.0.1", 8080)
+    metrics_listen: Listen | None = Listen("127.0.0.1", 9464)
+    metrics_on_main: bool = False
+    paths: tuple[str, ...] = (DEFAULT_PATH,)
+    keepalive_timeout_s: float = 5.0
+    max_line_size: int = 4096
+    max_field_size: int = 4096
+    max_headers: int = 32
+    shutdown_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class SecretsManagerSourceConfig:
+    """Where and how to read the key document from AWS Secrets Manager."""
+
+    secret_id: str
+    name: str = "secretsmanager"
+    version_stages: tuple[str, ...] = ("AWSCURRENT", "AWSPREVIOUS")
+    region: str | None = None
+    endpoint_url: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+    max_retries: int = 3
+    retry_base_s: float = 0.2
+    retry_cap_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class FileSourceConfig:
+    """A key document on local disk, re-read on each refresh."""
+
+    path: Path
+    name: str = "file"
+
+
+SourceConfig = SecretsManagerSourceConfig | FileSourceConfig
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    """The refresh schedule and what counts as stale."""
+
+    interval_s: float = 300.0
+    jitter: float = 0.1
+    max_age_s: float = 600.0
+    max_staleness_s: float = 86400.0
+    retry_base_s: float = 1.0
+    retry_cap_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class HttpCacheConfig:
+    """What the Cache-Control header allows caches to do beyond ``max-age``."""
+
+    stale_while_revalidate_s: int = 60
+    stale_if_error_s: int = 86400
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """The last-known-good directory and the fallback key file; either may be unset."""
+
+    state_dir: Path | None = None
+    fallback_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Limits of the key validator (see JWK_RULES.md)."""
+
+    max_document_bytes: int = 65536
+    max_keys: int = 100
+    max_depth: int = 20
+    require_kid: bool = True
+    require_thumbprint_kid: bool = False
+    allow_secp256k1: bool = False
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log level and format (``auto``: console on a terminal, JSON otherwise)."""
+
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration, built once by :func:`load_config` and passed down."""
+
+    sources: tuple[SourceConfig, ...]
+    server: ServerConfig = field(default_factory=ServerConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)
+    http_cache: HttpCacheConfig = field(default_factory=HttpCacheConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    path: Path | None = None
+
+
+# Environment variable -> (section, key). The section "source" means the first source.
+ENV_KEYS: dict[str, tuple[str, str]] = {
+    "JWKSD_LISTEN": ("server", "listen"),
+    "JWKSD_METRICS_LISTEN": ("server", "metrics_listen"),
+    "JWKSD_PATHS": ("server", "paths"),
+    "JWKSD_SOURCE_KIND": ("source", "kind"),
+    "JWKSD_SECRET_ID": ("source", "secret_id"),
+    "JWKSD_SOURCE_FILE": ("source", "path"),
+    "JWKSD_REFRESH_INTERVAL_S": ("refresh", "interval_s"),
+    "JWKSD_MAX_AGE_S": ("refresh", "max_age_s"),
+    "JWKSD_STATE_DIR": ("state", "state_dir"),
+    "JWKSD_FALLBACK_FILE": ("state", "fallback_file"),
+    "JWKSD_LOG_LEVEL": ("log", "level"),
+    "JWKSD_LOG_FORMAT": ("log", "format"),
+}
+
+
+class _Section:
+    """Reads one table, recording a problem for every bad or unknown key instead of raising."""
+
+    def __init__(self, name: str, table: Mapping[str, Any], problems: list[str]) -> None:
+        self.name = name
+        self.table = table
+        self.problems = problems
+        self.used: set[str] = set()
+
+    def _get(self, key: str) -> Any:
+        self.used.add(key)
+        return self.table.get(key)
+
+    def problem(self, key: str, value: Any, expected: str) -> None:
+        self.problems.append(f"{self.name}.{key} = {value!r}: expected {expected}")
+
+    def number(self, key: str, default: float, *, low: float = 0.0, low_open: bool = True,
+               high: float = math.inf) -> float:
+        value = self._get(key)
+        if value is None:
+            return default
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        below = number <= low if low_open else number < low
+        if math.isnan(number) or math.isinf(number) or below or number > high:
+            bound = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
+            self.problem(key, value, f"a number {bound}")
+            return default
+        return number
+
+    def integer(self, key: str, default: int, *, low: int = 1, high: int | None = None) -> int:
+        value = self._get(key)
+        if value is None:
+            return default
+        try:
+            number = int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and number > high):
+            self.problem(key, value, f"a whole number >= {low}" + (f" and <= {high}" if high else ""))
+            return default
+        return number
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return value.lower() in ("true", "1", "yes")
+        self.problem(key, value, "true or false")
+        return default
+
+    def string(self, key: str, default: str | None, *, choices: tuple[str, ...] = ()) -> str | None:
+        value = self._get(key)
+        if value is None or value == "":
+            return default
+        if not isinstance(value, str) or (choices and value.lower() not in choices):
+            self.problem(key, value, " or ".join(choices) if choices else "a string")
+            return default
+        return value.lower() if choices else value
+
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._get(key)
+        if value is None:
+            return default
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            self.problem(key, value, "a non-empty list of strings")
+            return default
+        return tuple(value)
+
+    def path(self, key: str) -> Path | None:
+        value = self.string(key, None)
+        return Path(value) if value else None
+
+    def listen(self, key: str, default: Listen | None, *, optional: bool = False) -> Listen | None:
+        value = self._get(key)
+        if value is None:
+            return default
+        if optional and value in ("", "off"):
+            return None
+        host, sep, port = str(value).rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            self.problem(key, value, "host:port with a port from 0 to 65535" + (" or 'off'" if optional else ""))
+            return default
+        return Listen(host, int(port))
+
+    def check_unknown(self) -> None:
+        for key in sorted(set(self.table) - self.used):
+            self.problems.append(f"{self.name}.{key}: unknown key")
+
+
+def _read_file(path: Path, problems: list[str]) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        problems.append(f"config file {str(path)!r}: cannot be read ({exc.strerror or exc})")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"config file {str(path)!r}: not valid TOML ({exc})")
+    return {}
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Lay the environment over the file's tables; the environment wins."""
+    for variable, (section, key) in ENV_KEYS.items():
+        if variable not in environ:
+            continue
+        if section == "source":
+            sources = data.get("sources")
+            target = sources[0] if isinstance(sources, list) and sources else data.setdefault("source", {})
+        else:
+            target = data.setdefault(section, {})
+        if isinstance(target, dict):
+            target[key] = environ[variable]
+    endpoint = environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or environ.get("AWS_ENDPOINT_URL")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    for table in _source_tables(data):
+        if isinstance(table, dict) and table.get("kind", "secretsmanager") == "secretsmanager":
+            if endpoint and not table.get("endpoint_url"):
+                table["endpoint_url"] = endpoint
+            if region and not table.get("region"):
+                table["region"] = region
+
+
+def _source_tables(data: Mapping[str, Any]) -> list[Any]:
+    sources = data.get("sources")
+    if isinstance(sources, list):
+        return sources
+    return [data.get("source", {})]
+
+
+def _section(data: Mapping[str, Any], name: str, problems: list[str]) -> _Section:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        problems.append(f"{name} = {table!r}: expected a table")
+        table = {}
+    return _Section(name, table, problems)
+
+
+def _read_source(section: _Section) -> SourceConfig | None:
+    kind = section.string("kind", "secretsmanager", choices=SOURCE_KINDS)
+    name = section.string("name", kind) or "source"
+    result: SourceConfig | None = None
+    if kind == "file":
+        path = section.path("path")
+        if path is None:
+            section.problem("path", None, "the path of a key document (JWKSD_SOURCE_FILE)")
+        else:
+            result = FileSourceConfig(path=path, name=name)
+    else:
+        secret_id = section.string("secret_id", None)
+        if secret_id is None:
+            section.problem("secret_id", None, "the name or ARN of a secret (JWKSD_SECRET_ID)")
+        stages = section.strings("version_stages", ("AWSCURRENT", "AWSPREVIOUS"))
+        if "AWSCURRENT" not in stages:
+            section.problem("version_stages", list(stages), "a list that includes AWSCURRENT")
+        endpoint = section.string("endpoint_url", None)
+        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+            section.problem("endpoint_url", endpoint, "an http:// or https:// URL")
+            endpoint = None
+        result = SecretsManagerSourceConfig(
+            secret_id=secret_id or "",
+            name=name,
+            version_stages=stages,
+            region=section.string("region", None),
+            endpoint_url=endpoint,
+            connect_timeout_s=section.number("connect_timeout_s", 5.0),
+            read_timeout_s=section.number("read_timeout_s", 5.0),
+            max_retries=section.integer("max_retries", 3, low=0, high=10),
+            retry_base_s=section.number("retry_base_s", 0.2),
+            retry_cap_s=section.number("retry_cap_s", 5.0),
+        )
+    section.check_unknown()
+    return result
+
+
+def _read_sources(data: Mapping[str, Any], problems: list[str]) -> tuple[SourceConfig, ...]:
+    if "sources" in data and "source" in data:
+        problems.append("source and sources: expected one of [source] or [[sources]], not both")
+    tables = _source_tables(data)
+    if not tables:
+        problems.append("sources = []: expected at least one source")
+    sources: list[SourceConfig] = []
+    for index, table in enumerate(tables):
+        label = "source" if "sources" not in data else f"sources[{index}]"
+        if not isinstance(table, dict):
+            problems.append(f"{label} = {table!r}: expected a table")
+            continue
+        source = _read_source(_Section(label, table, problems))
+        if source is not None:
+            sources.append(source)
+    names = [source.name for source in sources]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"sources: name {name!r} is used twice: expected each source to have its own name")
+    return tuple(sources)
+
+
+def _read_server(section: _Section) -> ServerConfig:
+    paths = section.strings("paths", (DEFAULT_PATH,))
+    for path in paths:
+        if not path.startswith("/") or "?" in path or "#" in path:
+            section.problem("paths", list(paths), "absolute URL paths such as '/.well-known/jwks.json'")
+            break
+    if DEFAULT_PATH not in paths:
+        paths = (DEFAULT_PATH, *paths)
+    server = ServerConfig(
+        listen=section.listen("listen", ServerConfig.listen) or ServerConfig.listen,
+        metrics_listen=section.listen("metrics_listen", ServerConfig.metrics_listen, optional=True),
+        metrics_on_main=section.boolean("metrics_on_main", False),
+        paths=tuple(dict.fromkeys(paths)),
+        keepalive_timeout_s=section.number("keepalive_timeout_s", 5.0, high=300),
+        max_line_size=section.integer("max_line_size", 4096, low=256),
+        max_field_size=section.integer("max_field_size", 4096, low=256),
+        max_headers=section.integer("max_headers", 32, low=4),
+        shutdown_timeout_s=section.number("shutdown_timeout_s", 5.0),
+    )
+    section.check_unknown()
+    return server
+
+
+def _read_validation(data: Mapping[str, Any], problems: list[str]) -> ValidationConfig:
+    section = _section(data, "validation", problems)
+    validation = ValidationConfig(
+        max_document_bytes=section.integer("max_document_bytes", 65536, low=64, high=16 * 1024 * 1024),
+        max_keys=section.integer("max_keys", 100, low=1, high=10000),
+        max_depth=section.integer("max_depth", 20, low=3, high=100),
+        require_kid=section.boolean("require_kid", True),
+        require_thumbprint_kid=section.boolean("require_thumbprint_kid", False),
+        allow_secp256k1=section.boolean("allow_secp256k1", False),
+    )
+    section.check_unknown()
+    return validation
+
+
+def load_validation_config(path: str | Path) -> ValidationConfig:
+    """Only the [validation] section of a config file (``jwksd validate --config``); raise ConfigError."""
+    problems: list[str] = []
+    validation = _read_validation(_read_file(Path(path), problems), problems)
+    if problems:
+        raise ConfigError(problems)
+    return validation
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Build the configuration from ``path`` (or ``JWKSD_CONFIG``) and ``environ``; raise ConfigError."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    file_path = Path(path) if path else (Path(environ["JWKSD_CONFIG"]) if environ.get("JWKSD_CONFIG") else None)
+    data = _read_file(file_path, problems) if file_path else {}
+    if problems:
+        raise ConfigError(problems)  # checking the rest against an empty file would only add noise
+    _apply_environment(data, environ)
+    known = {"server", "source", "sources", "refresh", "http_cache", "state", "validation", "log"}
+    for name in sorted(set(data) - known):
+        problems.append(f"{name}: unknown section")
+
+    sources = _read_sources(data, problems)
+    server = _read_server(_section(data, "server", problems))
+
+    section = _section(data, "refresh", problems)
+    refresh = RefreshConfig(
+        interval_s=section.number("interval_s", 300.0),
+        jitter=section.number("jitter", 0.1, low=0.0, low_open=False, high=0.5),
+        max_age_s=section.number("max_age_s", 600.0),
+        max_staleness_s=section.number("max_staleness_s", 86400.0),
+        retry_base_s=section.number("retry_base_s", 1.0),
+        retry_cap_s=section.number("retry_cap_s", 60.0),
+    )
+    section.check_unknown()
+    if refresh.max_age_s < refresh.interval_s:
+        problems.append(f"refresh.max_age_s = {refresh.max_age_s:g}: expected at least refresh.interval_s "
+                        f"({refresh.interval_s:g}), or every response would count as stale")
+
+    section = _section(data, "http_cache", problems)
+    http_cache = HttpCacheConfig(
+        stale_while_revalidate_s=section.integer("stale_while_revalidate_s", 60, low=0),
+        stale_if_error_s=section.integer("stale_if_error_s", 86400, low=0),
+    )
+    section.check_unknown()
+
+    section = _section(data, "state", problems)
+    state = StateConfig(state_dir=section.path("state_dir"), fallback_file=section.path("fallback_file"))
+    section.check_unknown()
+
+    validation = _read_validation(data, problems)
+
+    section = _section(data, "log", problems)
+    log = LogConfig(
+        level=section.string("level", "info", choices=LOG_LEVELS) or "info",
+        format=section.string("format", "auto", choices=LOG_FORMATS) or "auto",
+    )
+    section.check_unknown()
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(sources=sources, server=server, refresh=refresh, http_cache=http_cache, state=state,
+                  validation=validation, log=log, path=file_path)

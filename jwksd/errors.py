@@ -1,0 +1,56 @@
+"""The exception tree: every error jwksd raises on purpose is one of these.
+
+    JwksdError
+    ├── ConfigError          bad configuration; carries every problem at once
+    ├── DocumentRejected     a key document that must not be served; carries a reason code
+    ├── SourceError          a source could not deliver a document; carries a code and retryability
+    └── StateError           the last-known-good or fallback file could not be read or written
+
+Third-party exceptions are translated at one boundary each (botocore in sources/secretsmanager.py,
+the JSON parser in validate.py) and raised as these ``from`` the original.
+"""
+
+from __future__ import annotations
+
+
+class JwksdError(Exception):
+    """Base class of every error jwksd raises on purpose."""
+
+
+class ConfigError(JwksdError):
+    """The configuration is invalid; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class DocumentRejected(JwksdError):
+    """A key document that must not be served.
+
+    ``reason`` is a short stable code (a metric label); ``detail`` says what was wrong in words,
+    never echoing key material.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+class SourceError(JwksdError):
+    """A source failed to deliver a document.
+
+    ``code`` is a short stable code such as ``AccessDeniedException`` or ``timeout``;
+    ``retryable`` says whether trying again soon may help.
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        super().__init__(f"{code}: {message}")
+
+
+class StateError(JwksdError):
+    """The state directory or the fallback file could not be used."""
