@@ -1,0 +1,130 @@
+"""The command line: argv -> config -> logging -> run. Subcommands: serve, check-config, validate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jwksd import __version__
+from jwksd.config import ValidationConfig, load_config, load_validation_config
+from jwksd.errors import ConfigError, DocumentRejected, JwksdError
+from jwksd.log import configure_logging
+from jwksd.validate import validate_document
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jwksd", description="Serve the JWT verification keys kept in AWS.")
+    parser.add_argument("--version", action="version", version=f"jwksd {__version__}")
+    commands = parser.add_subparsers(dest="command")
+    serve = commands.add_parser("serve", help="run the daemon (the default)")
+    serve.add_argument("--config", help="TOML config file (default: $JWKSD_CONFIG)")
+    check = commands.add_parser("check-config", help="validate the config file and environment")
+    check.add_argument("--config", help="TOML config file (default: $JWKSD_CONFIG)")
+    validate = commands.add_parser("validate", help="run the daemon's validator on a document, offline")
+    validate.add_argument("--config", help="TOML config file whose [validation] section applies")
+    validate.add_argument("--json", action="store_true", help="print one JSON object")
+    validate.add_argument("document", help="a file, or - for standard input")
+    demo = commands.add_parser("demo", help="run against a local Secrets Manager (moto) with a generated key")
+    demo.add_argument("--port", type=int, default=8080, help="port for the JWKS listener")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``jwksd`` console script."""
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "check-config":
+        return check_config(args.config)
+    if command == "validate":
+        return validate(args.document, args.config, as_json=args.json)
+    if command == "demo":
+        from jwksd.demo import run_demo
+
+        return run_demo(port=args.port)
+    return serve(getattr(args, "config", None))
+
+
+def serve(path: str | None) -> int:
+    """Load the config (exit 2 on any problem), configure logging, run until stopped."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"jwksd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(config.log.level, config.log.format)
+    from jwksd.daemon import serve as run
+
+    try:
+        asyncio.run(run(config))
+    except JwksdError as exc:
+        print(f"jwksd: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def check_config(path: str | None) -> int:
+    """Print every problem, or a one-line summary of what would run."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"jwksd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sources = ", ".join(s.name for s in config.sources)
+    print(f"config ok: listen {config.server.listen}, sources {sources}, refresh every {config.refresh.interval_s:g}s")
+    return EXIT_OK
+
+
+def validate(document: str, config_path: str | None, *, as_json: bool) -> int:
+    """Exit 0 when the document would be served, 1 when rejected, 2 on usage errors."""
+    validation = ValidationConfig()
+    if config_path is not None:
+        try:
+            validation = load_validation_config(config_path)
+        except ConfigError as exc:
+            print(f"jwksd: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        data = sys.stdin.buffer.read() if document == "-" else Path(document).read_bytes()
+    except OSError as exc:
+        print(f"jwksd: cannot read {document!r}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        keyset = validate_document(data, validation)
+    except DocumentRejected as exc:
+        result: dict[str, Any] = {"outcome": "reject_document", "served_kids": [], "dropped": [], "reason": exc.reason,
+                  "detail": exc.detail}
+        _print_result(result, as_json)
+        return EXIT_REJECTED
+    result = {
+        "outcome": keyset.outcome,
+        "served_kids": list(keyset.kids),
+        "dropped": [{"kid": d.kid, "reason": d.reason, "detail": d.detail} for d in keyset.dropped],
+        "reason": None,
+    }
+    _print_result(result, as_json)
+    return EXIT_OK
+
+
+def _print_result(result: Mapping[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(f"outcome: {result['outcome']}")
+    if result["reason"]:
+        print(f"reason: {result['reason']}: {result.get('detail', '')}")
+    print(f"served kids: {', '.join(map(str, result['served_kids'])) or '(none)'}")
+    for dropped in result["dropped"]:
+        print(f"dropped: kid={dropped['kid']} reason={dropped['reason']}: {dropped['detail']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

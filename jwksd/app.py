@@ -1,0 +1,286 @@
+"""The aiohttp application: the JWKS routes with conditional GET, health, and the resources behind them.
+
+Requests only read the current snapshot: they never await AWS, a lock or the disk.
+Resources are set up and torn down in ``cleanup_ctx`` order: ladder files, sources, refresh task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import structlog
+from aiohttp import hdrs, web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from jwksd.config import Config
+from jwksd.errors import StateError
+from jwksd.metrics import Metrics
+from jwksd.refresh import Refresher
+from jwksd.sources import Source, open_source
+from jwksd.state import load_fallback, load_last_known_good
+from jwksd.store import Clock, Snapshot, Store, SystemClock, build_snapshot
+from jwksd.validate import DROP_REASONS, REJECT_REASONS
+
+log = structlog.get_logger("jwksd.app")
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", Metrics)
+REFRESHER = web.AppKey("refresher", Refresher)
+REFRESH_TASK = web.AppKey("refresh_task", asyncio.Task[None])
+
+_ETAG = re.compile(r'(?:W/)?"([^"]*)"')
+ALLOWED_REQUEST_HEADERS = "If-None-Match, If-Modified-Since"
+EXPOSED_HEADERS = "ETag, Last-Modified, X-JWKS-Source"
+
+
+def accepts_gzip(header: str) -> bool:
+    """True when Accept-Encoding allows gzip (``gzip``, ``x-gzip`` or ``*`` with a q above 0)."""
+    for part in header.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
+            continue
+        q = params.strip().lower()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def etag_matches(header: str, snapshot: Snapshot) -> bool:
+    """Weak comparison of If-None-Match (a list or ``*``) against either representation's ETag."""
+    if header.strip() == "*":
+        return True
+    ours = (snapshot.etag.strip('"'), snapshot.gzip_etag.strip('"'))
+    return any(tag in ours for tag in _ETAG.findall(header))
+
+
+def not_modified_since(header: str, snapshot: Snapshot) -> bool:
+    """True when If-Modified-Since is a valid date no earlier than the content's last change."""
+    try:
+        since = parsedate_to_datetime(header).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return False
+    return int(snapshot.changed_at) <= since
+
+
+class JwksHandler:
+    """Serves the snapshot with ETag, 304, gzip and the cache headers."""
+
+    def __init__(self, config: Config, store: Store, refresher: Callable[[], Refresher | None]) -> None:
+        self.store = store
+        self.max_age_s = config.refresh.max_age_s
+        self.refresher = refresher
+        cache = config.http_cache
+        self.cache_control = (f"public, max-age={int(self.max_age_s)}, "
+                              f"stale-while-revalidate={cache.stale_while_revalidate_s}, "
+                              f"stale-if-error={cache.stale_if_error_s}")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        snapshot = self.store.snapshot
+        if snapshot is None:
+            return unavailable()
+        refresher = self.refresher()
+        if refresher is not None:
+            refresher.revalidate_if_stale()
+        gzip = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+        headers = {
+            hdrs.CACHE_CONTROL: self.cache_control,
+            hdrs.ETAG: snapshot.gzip_etag if gzip else snapshot.etag,
+            hdrs.LAST_MODIFIED: snapshot.last_modified,
+            hdrs.VARY: "Accept-Encoding",
+            hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*",
+            hdrs.ACCESS_CONTROL_EXPOSE_HEADERS: EXPOSED_HEADERS,
+            "X-JWKS-Source": self.store.served_source(self.max_age_s) or "none",
+        }
+        inm = request.headers.get(hdrs.IF_NONE_MATCH)
+        ims = request.headers.get(hdrs.IF_MODIFIED_SINCE)
+        if (inm is not None and etag_matches(inm, snapshot)) or (
+                inm is None and ims is not None and not_modified_since(ims, snapshot)):
+            return web.Response(status=304, headers=headers)
+        if gzip:
+            headers[hdrs.CONTENT_ENCODING] = "gzip"
+        return web.Response(body=snapshot.gzip_body if gzip else snapshot.body, headers=headers,
+                            content_type="application/json")
+
+
+def unavailable() -> web.Response:
+    """503 with a JSON body: rung 5, nothing valid to serve."""
+    body = {"error": "no_valid_keys", "message": "no valid key set is available: the source has not delivered one "
+                                                 "and there is no last-known-good or fallback file"}
+    return web.json_response(body, status=503, headers={hdrs.CACHE_CONTROL: "no-store", hdrs.RETRY_AFTER: "5"})
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight: browsers send one before a conditional GET from another origin."""
+    return web.Response(status=204, headers={
+        hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*",
+        hdrs.ACCESS_CONTROL_ALLOW_METHODS: "GET, HEAD, OPTIONS",
+        hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ALLOWED_REQUEST_HEADERS,
+        hdrs.ACCESS_CONTROL_MAX_AGE: "86400",
+    })
+
+
+def health_document(app: web.Application) -> tuple[int, dict[str, Any]]:
+    """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served)."""
+    config, store = app[CONFIG], app[STORE]
+    refresher = app.get(REFRESHER)
+    snapshot = store.snapshot
+    source = store.served_source(config.refresh.max_age_s)
+    states = list(refresher.states.values()) if refresher else []
+    successes = [s.last_success for s in states if s.last_success is not None]
+    errors = sorted((s.last_error for s in states if s.last_error is not None), key=lambda e: e.at)
+    age = store.age_s()
+    if snapshot is None:
+        status = "fail"
+    elif source in ("last-known-good", "fallback") or age > config.refresh.max_staleness_s:
+        status = "warn"
+    else:
+        status = "pass"
+    check: dict[str, Any] = {
+        "status": status,
+        "source": source or "none",
+        "age_s": round(age, 3),
+        "kids": list(snapshot.kids) if snapshot else [],
+        "last_success": _iso(max(successes)) if successes else None,
+        "last_error": ({"code": errors[-1].code, "message": errors[-1].message, "at": _iso(errors[-1].at)}
+                       if errors else None),
+    }
+    return (503 if status == "fail" else 200), {"status": status, "checks": {"jwks": check}}
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+async def health(request: web.Request) -> web.Response:
+    status, body = health_document(request.app)
+    return web.json_response(body, status=status, content_type="application/health+json",
+                             headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the loop answers and the refresh task has not died."""
+    task = request.app.get(REFRESH_TASK)
+    if task is not None and task.done():
+        return web.json_response({"status": "fail", "reason": "refresh task stopped"}, status=503)
+    return web.json_response({"status": "pass"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: a valid key set is served (any rung 1-4). Staleness never drains a replica."""
+    ready = request.app[STORE].snapshot is not None
+    return web.json_response({"ready": ready}, status=200 if ready else 503, headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
+def metrics_middleware(metrics: Metrics, paths: frozenset[str]) -> Any:
+    """Count every request by path (JWKS paths by name, the rest as 'other'), status and served source."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        started = time.perf_counter()
+        path = request.path if request.path in paths else "other"
+        status, source = "500", "none"
+        try:
+            response = await handler(request)
+            status, source = str(response.status), response.headers.get("X-JWKS-Source", "none")
+            return response
+        except web.HTTPException as exc:
+            status = str(exc.status)
+            raise
+        finally:
+            metrics.requests.labels(path, status, source).inc()
+            metrics.request_duration.labels(path).observe(time.perf_counter() - started)
+
+    return middleware
+
+
+async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Rungs 3 and 4: install last-known-good, else the fallback file, before any fetch."""
+    config, store, metrics = app[CONFIG], app[STORE], app[METRICS]
+    fallback = load_fallback(config.state.fallback_file, config.validation) if config.state.fallback_file else None
+    lkg = None
+    if config.state.state_dir is not None:
+        try:
+            lkg = load_last_known_good(config.state.state_dir, config.validation)
+        except StateError as exc:
+            metrics.state_errors.labels("read").inc()
+            log.error("last_known_good_skipped", message=str(exc))
+    if lkg is not None:
+        store.swap(build_snapshot(lkg.keyset.keys, "last-known-good", store.clock, changed_at=lkg.changed_at,
+                                  fetched_at=lkg.fetched_at))
+    elif fallback is not None:
+        store.swap(build_snapshot(fallback.keys, "fallback", store.clock))
+    if store.snapshot is not None:
+        metrics.set_serving(store.snapshot.origin)
+        metrics.keys_served.set(len(store.snapshot.kids))
+        log.info("serving_from_disk", origin=store.snapshot.origin, kids=list(store.snapshot.kids))
+    yield
+
+
+async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the sources, start the one refresh task; on the way out cancel it, then close the sources."""
+    config = app[CONFIG]
+    async with AsyncExitStack() as stack:
+        sources: list[Source] = []
+        for source_config in config.sources:
+            source = await open_source(source_config, app[METRICS])
+            stack.push_async_callback(source.close)
+            sources.append(source)
+        refresher = Refresher(config, sources, app[STORE], app[METRICS], app[STORE].clock)
+        app[REFRESHER] = refresher
+        task = asyncio.create_task(refresher.run(), name="jwksd-refresh")
+        app[REFRESH_TASK] = task
+        try:
+            yield
+        finally:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # a crashed loop was already reported by /healthz; do not block shutdown
+                log.exception("refresh_task_failed")
+
+
+def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | None = None) -> web.Application:
+    """Build the application; nothing is opened until the runner starts it."""
+    metrics = metrics or Metrics()
+    paths = frozenset(config.server.paths)
+    metrics.prepare(sorted(paths), [s.name for s in config.sources], DROP_REASONS, REJECT_REASONS)
+    app = web.Application(client_max_size=1024, middlewares=[metrics_middleware(metrics, paths)],
+                          handler_args={"max_line_size": config.server.max_line_size,
+                                        "max_field_size": config.server.max_field_size,
+                                        "max_headers": config.server.max_headers})
+    store = Store(clock or SystemClock())
+    app[CONFIG], app[STORE], app[METRICS] = config, store, metrics
+    metrics.track_age(store.age_s)
+    handler = JwksHandler(config, store, lambda: app.get(REFRESHER))
+    for path in config.server.paths:
+        app.router.add_get(path, handler.handle, allow_head=True)
+        app.router.add_route(hdrs.METH_OPTIONS, path, preflight)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/health", health)
+    if config.server.metrics_on_main:
+        app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    app.cleanup_ctx.append(ladder_ctx)
+    app.cleanup_ctx.append(refresh_ctx)
+    return app
+
+
+def make_metrics_app(metrics: Metrics) -> web.Application:
+    """The separate /metrics listener."""
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    return app

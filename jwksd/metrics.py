@@ -1,0 +1,89 @@
+"""The Prometheus metrics, created on a registry passed in, every label value created up front."""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from jwksd import __version__
+
+SERVED_SOURCES = ("fresh", "stale", "last-known-good", "fallback")
+REFRESH_OUTCOMES = ("success", "unchanged", "fetch_error", "rejected_document")
+AWS_OPERATIONS = ("GetSecretValue",)
+AWS_COMMON_CODES = ("ok", "ThrottlingException", "AccessDeniedException", "ResourceNotFoundException",
+                    "InternalServiceError", "timeout", "network")
+REQUEST_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+REFRESH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """Every metric jwksd exports; one instance per daemon (and per test)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("jwksd_requests", "HTTP requests by path, status and X-JWKS-Source.",
+                                ["path", "status", "source"], registry=r)
+        self.request_duration = Histogram("jwksd_request_duration_seconds", "Time to answer a request.",
+                                          ["path"], buckets=REQUEST_BUCKETS_S, registry=r)
+        self.refreshes = Counter("jwksd_refreshes", "Refreshes by source and outcome.",
+                                 ["source", "outcome"], registry=r)
+        self.refresh_duration = Histogram("jwksd_refresh_duration_seconds", "Time a refresh took, fetch included.",
+                                          ["source"], buckets=REFRESH_BUCKETS_S, registry=r)
+        self.aws_calls = Counter("jwksd_aws_calls", "Calls to AWS, retries included, by operation and result code.",
+                                 ["operation", "code"], registry=r)
+        self.keys_served = Gauge("jwksd_keys_served", "Keys in the served set.", registry=r)
+        self.keys_dropped = Counter("jwksd_keys_dropped", "Keys left out of a document, by reason.",
+                                    ["reason"], registry=r)
+        self.documents_rejected = Counter("jwksd_documents_rejected", "Documents refused whole, by reason.",
+                                          ["reason"], registry=r)
+        self.kids_removed = Counter("jwksd_kids_removed", "Kids that left the served set.", registry=r)
+        self.served_age = Gauge("jwksd_served_age_seconds", "Seconds since the served set was last confirmed.",
+                                registry=r)
+        self.last_success = Gauge("jwksd_last_success_timestamp_seconds", "Unix time of the last successful refresh.",
+                                  ["source"], registry=r)
+        self.last_failure = Gauge("jwksd_last_failure_timestamp_seconds", "Unix time of the last failed refresh.",
+                                  ["source"], registry=r)
+        self.last_error = Info("jwksd_last_error", "Code of the last refresh error.", ["source"], registry=r)
+        self.serving = Gauge("jwksd_serving", "1 for the rung of the ladder being served, else 0.",
+                             ["source"], registry=r)
+        self.state_errors = Counter("jwksd_state_errors", "Failures to read or write the last-known-good file.",
+                                    ["operation"], registry=r)
+        self.build_info = Info("jwksd_build", "Version of jwksd and of Python.", registry=r)
+        self.build_info.info({"version": __version__, "python_version": platform.python_version()})
+        for source in SERVED_SOURCES:
+            self.serving.labels(source)
+        for operation in AWS_OPERATIONS:
+            for code in AWS_COMMON_CODES:
+                self.aws_calls.labels(operation, code)
+        for operation in ("read", "write"):
+            self.state_errors.labels(operation)
+
+    def prepare(self, paths: Iterable[str], source_names: Iterable[str], drop_reasons: Iterable[str],
+                reject_reasons: Iterable[str]) -> None:
+        """Create the label values that depend on configuration so every series reads 0 from the start."""
+        for path in paths:
+            self.request_duration.labels(path)
+            for source in SERVED_SOURCES:
+                for status in ("200", "304"):
+                    self.requests.labels(path, status, source)
+            self.requests.labels(path, "503", "none")
+        for name in source_names:
+            self.refresh_duration.labels(name)
+            for outcome in REFRESH_OUTCOMES:
+                self.refreshes.labels(name, outcome)
+        for reason in drop_reasons:
+            self.keys_dropped.labels(reason)
+        for reason in reject_reasons:
+            self.documents_rejected.labels(reason)
+
+    def set_serving(self, source: str | None) -> None:
+        """Mark which rung of the ladder is served (none when ``source`` is None)."""
+        for name in SERVED_SOURCES:
+            self.serving.labels(name).set(1 if name == source else 0)
+
+    def track_age(self, age_s: Callable[[], float]) -> None:
+        """Compute the served set's age at scrape time."""
+        self.served_age.set_function(age_s)

@@ -1,0 +1,372 @@
+"""End to end: a real moto server on 127.0.0.1 behind jwksd, real HTTP through aiohttp's test client."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from jwksd.app import METRICS
+from tests.conftest import FakeClock, Secrets, closed_endpoint, endpoint_of
+from tests.daemon_helpers import (
+    JWKS,
+    get_jwks,
+    kids_of,
+    refresh_now,
+    sm_config,
+    start,
+    wait_refreshes,
+    with_paths,
+)
+from tests.keys import ec_jwk, jwk_set, kid_map, rsa_jwk, rsa_key
+
+PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+
+
+def key(index: int, kid: str | None = None) -> dict[str, Any]:
+    return rsa_jwk(rsa_key(index), kid or f"key-{index}")
+
+
+def metric(client: Any, name: str, **labels: str) -> float:
+    value = client.server.app[METRICS].registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
+
+
+async def test_serves_jwk_set_form(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A secret in JWK Set form is served, re-serialised, with every documented header."""
+    secret = secrets.create(jwk_set(key(1), key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    status, headers, body = await get_jwks(client)
+    assert status == 200
+    assert kids_of(body) == ["key-0", "key-1"]  # sorted by kid
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Cache-Control"] == "public, max-age=120, stale-while-revalidate=60, stale-if-error=86400"
+    assert headers["ETag"].startswith('"') and headers["ETag"].endswith('"')
+    assert headers["Vary"] == "Accept-Encoding"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["X-JWKS-Source"] == "fresh"
+    assert "Last-Modified" in headers
+
+
+async def test_serves_kid_map_form(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A secret in the kid-map form is served as a JWK Set whose kids are the map's keys."""
+    secret = secrets.create(kid_map(key(0, "88672a69-26ae-45db-b73c-93debf7ea87d")))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    status, _, body = await get_jwks(client)
+    assert status == 200
+    assert kids_of(body) == ["88672a69-26ae-45db-b73c-93debf7ea87d"]
+    assert json.loads(body)["keys"][0]["kty"] == "RSA"
+
+
+async def test_secret_binary_is_read(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A document stored as SecretBinary is served like a SecretString."""
+    secret = secrets.create(jwk_set(key(0)).encode())
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    assert kids_of((await get_jwks(client))[2]) == ["key-0"]
+
+
+async def test_update_shows_after_one_refresh(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A new secret version is served after one refresh, with a new ETag."""
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret, version_stages=("AWSCURRENT",)))
+    _, before, _ = await get_jwks(client)
+    secrets.put(secret, jwk_set(key(1)))
+    await refresh_now(client)
+    _, after, body = await get_jwks(client)
+    assert kids_of(body) == ["key-1"]
+    assert after["ETag"] != before["ETag"]
+
+
+async def test_refreshes_on_its_own_schedule(aiohttp_client: Any, secrets: Secrets) -> None:
+    """With a short interval the loop refreshes by itself and picks up an update."""
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret, interval_s=0.1, max_age_s=10))
+    secrets.put(secret, jwk_set(key(0), key(2)))
+    await wait_refreshes(client, 3)
+    assert kids_of((await get_jwks(client))[2]) == ["key-0", "key-2"]
+
+
+async def test_rotation_keeps_current_and_previous(aiohttp_client: Any, secrets: Secrets) -> None:
+    """After a rotation the union of AWSCURRENT and AWSPREVIOUS is served, so old tokens still verify."""
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    assert kids_of((await get_jwks(client))[2]) == ["key-0"]
+    secrets.put(secret, jwk_set(key(1)))
+    await refresh_now(client)
+    assert kids_of((await get_jwks(client))[2]) == ["key-0", "key-1"]
+    secrets.put(secret, jwk_set(key(2)))
+    await refresh_now(client)
+    assert kids_of((await get_jwks(client))[2]) == ["key-1", "key-2"]
+
+
+async def test_kid_conflict_between_stages_current_wins(aiohttp_client: Any, secrets: Secrets) -> None:
+    """The same kid with different material in two stages: the AWSCURRENT key is served."""
+    secret = secrets.create(jwk_set(key(0, "same")))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    secrets.put(secret, jwk_set(key(1, "same")))
+    await refresh_now(client)
+    served = json.loads((await get_jwks(client))[2])["keys"]
+    assert len(served) == 1
+    assert served[0]["n"] == key(1, "same")["n"]
+
+
+async def test_invalid_secret_keeps_previous_set_and_etag(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A new AWSCURRENT that is rejected fails the refresh; the served bytes and ETag stay, and it is counted."""
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    _, before, body_before = await get_jwks(client)
+    secrets.put(secret, '{"keys": [}')
+    await refresh_now(client)
+    _, after, body_after = await get_jwks(client)
+    assert body_after == body_before
+    assert after["ETag"] == before["ETag"]
+    assert after["X-JWKS-Source"] == "stale"
+    assert metric(client, "jwksd_refreshes_total", source="secretsmanager", outcome="rejected_document") == 1
+    assert metric(client, "jwksd_documents_rejected_total", reason="invalid_json") == 1
+    health = await (await client.get("/health")).json()
+    assert health["checks"]["jwks"]["last_error"]["code"] == "invalid_json"
+
+
+async def test_rejected_previous_alone_serves_current(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A rejected AWSPREVIOUS document is counted and skipped; AWSCURRENT's keys are served."""
+    secret = secrets.create('{"not": "a key"}')
+    secrets.put(secret, jwk_set(key(3)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    status, headers, body = await get_jwks(client)
+    assert (status, kids_of(body), headers["X-JWKS-Source"]) == (200, ["key-3"], "fresh")
+    assert metric(client, "jwksd_refreshes_total", source="secretsmanager", outcome="success") == 1
+
+
+async def test_private_material_never_served(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A secret holding a private key is refused whole and raises the alarm; the public set stays."""
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret, version_stages=("AWSCURRENT",)))
+    leaked = dict(key(1), d="AQAB")
+    secrets.put(secret, jwk_set(key(1), leaked))
+    await refresh_now(client)
+    _, _, body = await get_jwks(client)
+    assert kids_of(body) == ["key-0"]
+    for member in PRIVATE_MEMBERS:
+        assert all(member not in served for served in json.loads(body)["keys"])
+    assert metric(client, "jwksd_documents_rejected_total", reason="private_key_material") == 1
+
+
+async def test_aws_down_keeps_serving_stale(aiohttp_client: Any, own_moto: ThreadedMotoServer) -> None:
+    """With AWS unreachable the last good set is served, marked stale, and health says why."""
+    secrets = Secrets(endpoint_of(own_moto))
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret))
+    _, before, body_before = await get_jwks(client)
+    own_moto.stop()
+    await refresh_now(client)
+    status, after, body_after = await get_jwks(client)
+    assert (status, body_after, after["ETag"]) == (200, body_before, before["ETag"])
+    assert after["X-JWKS-Source"] == "stale"
+    assert (await client.get("/readyz")).status == 200  # staleness never drains a replica
+    health = await (await client.get("/health")).json()
+    assert health["checks"]["jwks"]["source"] == "stale"
+    assert health["checks"]["jwks"]["last_error"]["code"] in ("network", "timeout")
+    assert metric(client, "jwksd_refreshes_total", source="secretsmanager", outcome="fetch_error") >= 1
+
+
+async def test_stale_by_age_triggers_one_revalidation(aiohttp_client: Any, secrets: Secrets,
+                                                     clock: FakeClock) -> None:
+    """A read of a set older than max_age_s is answered at once and wakes one refresh."""
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret, interval_s=3600, max_age_s=3600),
+                         clock=clock)
+    clock.advance(3601)
+    status, headers, _ = await get_jwks(client)
+    assert (status, headers["X-JWKS-Source"]) == (200, "stale")
+    await wait_refreshes(client, 2)
+    assert (await get_jwks(client))[1]["X-JWKS-Source"] == "fresh"
+
+
+async def test_restart_with_aws_down_serves_last_known_good(aiohttp_client: Any, secrets: Secrets,
+                                                           tmp_path: Path) -> None:
+    """The set persisted in state_dir is served after a restart while AWS is unreachable."""
+    secret = secrets.create(jwk_set(key(0), key(1)))
+    first = await start(aiohttp_client, sm_config(secrets.endpoint, secret, state_dir=tmp_path))
+    _, headers_before, body_before = await get_jwks(first)
+    await first.close()
+    second = await start(aiohttp_client, sm_config(closed_endpoint(), secret, state_dir=tmp_path))
+    status, headers, body = await get_jwks(second)
+    assert (status, body, headers["ETag"]) == (200, body_before, headers_before["ETag"])
+    assert headers["X-JWKS-Source"] == "last-known-good"
+    assert headers["Last-Modified"] == headers_before["Last-Modified"]
+    health = await (await second.get("/health")).json()
+    assert health["status"] == "warn"
+
+
+async def test_no_state_no_aws_serves_fallback(aiohttp_client: Any, tmp_path: Path) -> None:
+    """With no last-known-good and AWS unreachable the fallback file is served."""
+    fallback = tmp_path / "fallback.json"
+    fallback.write_text(jwk_set(key(2)))
+    client = await start(aiohttp_client, sm_config(closed_endpoint(), "x", state_dir=tmp_path / "s",
+                                                   fallback=fallback))
+    status, headers, body = await get_jwks(client)
+    assert (status, kids_of(body), headers["X-JWKS-Source"]) == (200, ["key-2"], "fallback")
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_fresh_replaces_fallback_when_aws_returns(aiohttp_client: Any, secrets: Secrets,
+                                                       tmp_path: Path) -> None:
+    """Once the source delivers, the fresh set replaces the fallback."""
+    fallback = tmp_path / "fallback.json"
+    fallback.write_text(jwk_set(key(2)))
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret, fallback=fallback))
+    status, headers, body = await get_jwks(client)
+    assert (status, kids_of(body), headers["X-JWKS-Source"]) == (200, ["key-0"], "fresh")
+
+
+async def test_nothing_valid_gives_503(aiohttp_client: Any) -> None:
+    """No source, no state, no fallback: 503 with a JSON error, and not ready."""
+    client = await start(aiohttp_client, sm_config(closed_endpoint(), "x"))
+    async with client.get(JWKS) as response:
+        assert response.status == 503
+        assert (await response.json())["error"] == "no_valid_keys"
+        assert response.headers["Cache-Control"] == "no-store"
+    assert (await client.get("/readyz")).status == 503
+    health = await client.get("/health")
+    assert health.status == 503
+    assert (await health.json())["status"] == "fail"
+
+
+async def test_corrupt_state_file_is_skipped(aiohttp_client: Any, tmp_path: Path) -> None:
+    """A corrupt last-known-good file is logged, counted and skipped; the fallback is served."""
+    (tmp_path / "last-known-good.json").write_text('{"keys": [{"kty": "RSA"')
+    fallback = tmp_path / "fallback.json"
+    fallback.write_text(jwk_set(key(2)))
+    client = await start(aiohttp_client, sm_config(closed_endpoint(), "x", state_dir=tmp_path, fallback=fallback))
+    _, headers, body = await get_jwks(client)
+    assert (kids_of(body), headers["X-JWKS-Source"]) == (["key-2"], "fallback")
+    assert metric(client, "jwksd_state_errors_total", operation="read") == 1
+
+
+async def test_state_file_written_atomically_and_valid(aiohttp_client: Any, secrets: Secrets,
+                                                      tmp_path: Path) -> None:
+    """After a change the state directory holds one complete, valid file and no temp files."""
+    secret = secrets.create(jwk_set(key(0)))
+    await start(aiohttp_client, sm_config(secrets.endpoint, secret, state_dir=tmp_path))
+    assert [p.name for p in tmp_path.iterdir()] == ["last-known-good.json"]
+    document = json.loads((tmp_path / "last-known-good.json").read_text())
+    assert [k["kid"] for k in document["keys"]] == ["key-0"]
+
+
+async def test_etag_gives_304(aiohttp_client: Any, secrets: Secrets) -> None:
+    """If-None-Match with the ETag, in a list, weak, or *, gives 304 with the same ETag and no body."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))))
+    _, headers, _ = await get_jwks(client)
+    etag = headers["ETag"]
+    for value in (etag, f'"other", {etag}', f"W/{etag}", "*"):
+        status, again, body = await get_jwks(client, **{"If-None-Match": value})
+        assert (status, again["ETag"], body) == (304, etag, b"")
+        assert again["Cache-Control"] == headers["Cache-Control"]
+    status, _, _ = await get_jwks(client, **{"If-None-Match": '"nope"'})
+    assert status == 200
+
+
+async def test_if_modified_since(aiohttp_client: Any, secrets: Secrets) -> None:
+    """If-Modified-Since at or after Last-Modified gives 304 when no If-None-Match is sent."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))))
+    _, headers, _ = await get_jwks(client)
+    assert (await get_jwks(client, **{"If-Modified-Since": headers["Last-Modified"]}))[0] == 304
+    assert (await get_jwks(client, **{"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}))[0] == 200
+    assert (await get_jwks(client, **{"If-Modified-Since": "garbage"}))[0] == 200
+
+
+async def test_head(aiohttp_client: Any, secrets: Secrets) -> None:
+    """HEAD gives the GET headers with no body."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))))
+    _, get_headers, body = await get_jwks(client, **{"Accept-Encoding": "identity"})
+    async with client.head(JWKS, headers={"Accept-Encoding": "identity"}) as response:
+        assert response.status == 200
+        assert response.headers["ETag"] == get_headers["ETag"]
+        assert response.headers["Content-Length"] == str(len(body))
+        assert await response.read() == b""
+
+
+async def test_other_methods_get_405(aiohttp_client: Any, secrets: Secrets) -> None:
+    """POST, PUT and DELETE get 405 with an Allow header."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))))
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        async with client.request(method, JWKS) as response:
+            assert response.status == 405
+            assert set(response.headers["Allow"].split(",")) >= {"GET", "HEAD"}
+
+
+async def test_cors_preflight(aiohttp_client: Any, secrets: Secrets) -> None:
+    """OPTIONS answers a browser's preflight for a conditional GET."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))))
+    async with client.options(JWKS) as response:
+        assert response.status == 204
+        assert "If-None-Match" in response.headers["Access-Control-Allow-Headers"]
+
+
+async def test_gzip_from_precompressed_copy(aiohttp_client: Any, secrets: Secrets) -> None:
+    """Accept-Encoding: gzip gets the gzip copy with its own ETag; identity gets plain bytes."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0), key(1)))))
+    async with client.get(JWKS, headers={"Accept-Encoding": "identity"}, auto_decompress=False) as response:
+        plain, plain_etag = await response.read(), response.headers["ETag"]
+        assert "Content-Encoding" not in response.headers
+    async with client.get(JWKS, headers={"Accept-Encoding": "gzip"}, auto_decompress=False) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(await response.read()) == plain
+        assert response.headers["ETag"] != plain_etag
+        gz_etag = response.headers["ETag"]
+    async with client.get(JWKS, headers={"Accept-Encoding": "gzip;q=0"}, auto_decompress=False) as response:
+        assert "Content-Encoding" not in response.headers
+    status, headers, _ = await get_jwks(client, **{"If-None-Match": gz_etag, "Accept-Encoding": "gzip"})
+    assert (status, headers["ETag"]) == (304, gz_etag)
+
+
+async def test_extra_paths_serve_the_same_set(aiohttp_client: Any, secrets: Secrets) -> None:
+    """Configured extra paths serve the same bytes; unknown paths are 404."""
+    config = with_paths(sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))), "/api/.well-known/jwks.json")
+    client = await start(aiohttp_client, config)
+    assert (await get_jwks(client))[2] == (await get_jwks(client, "/api/.well-known/jwks.json"))[2]
+    assert (await get_jwks(client, "/.well-known/jwks.json/"))[0] == 404
+
+
+async def test_health_endpoints(aiohttp_client: Any, secrets: Secrets) -> None:
+    """/healthz, /readyz and /health report a healthy daemon in the documented shape."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))))
+    assert (await client.get("/healthz")).status == 200
+    assert (await client.get("/readyz")).status == 200
+    health = await (await client.get("/health")).json()
+    check = health["checks"]["jwks"]
+    assert health["status"] == "pass"
+    assert (check["status"], check["source"], check["kids"], check["last_error"]) == ("pass", "fresh", ["key-0"], None)
+    assert check["last_success"].endswith("Z")
+    assert check["age_s"] >= 0
+
+
+async def test_mixed_key_types_served(aiohttp_client: Any, secrets: Secrets) -> None:
+    """RSA and EC keys in one document are both served with only public members."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ec_key = ec_jwk(ec.generate_private_key(ec.SECP256R1()), "ec-1")
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, secrets.create(jwk_set(key(0), ec_key))))
+    served = {k["kid"]: k for k in json.loads((await get_jwks(client))[2])["keys"]}
+    assert set(served) == {"ec-1", "key-0"}
+    assert set(served["ec-1"]) <= {"kty", "kid", "use", "alg", "crv", "x", "y"}
+
+
+async def test_access_denied_not_retried_and_counted(aiohttp_client: Any, secrets: Secrets) -> None:
+    """A missing secret is an operator error: counted once, not retried, named in health."""
+    client = await start(aiohttp_client, sm_config(secrets.endpoint, "does-not-exist", max_retries=3))
+    assert metric(client, "jwksd_aws_calls_total", operation="GetSecretValue", code="ResourceNotFoundException") == 1
+    health = await (await client.get("/health")).json()
+    assert health["checks"]["jwks"]["last_error"]["code"] == "ResourceNotFoundException"
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_network_errors_retried_as_configured(aiohttp_client: Any, retries: int) -> None:
+    """A network error is retried max_retries times, each attempt counted as an AWS call."""
+    client = await start(aiohttp_client, sm_config(closed_endpoint(), "x", max_retries=retries))
+    assert metric(client, "jwksd_aws_calls_total", operation="GetSecretValue", code="network") == retries + 1
