@@ -193,7 +193,7 @@ class Refresher:
             self._count_drops(name, document.label, keyset)
             sets.append((document.label, keyset.keys))
         if not sets:
-            raise DocumentRejected("no_documents", f"{name} returned no document that could be served")
+            raise DocumentRejected("no_valid_keys", f"{name} returned no document that could be served")
         return merge(sets)
 
     def _count_drops(self, name: str, label: str, keyset: KeySet) -> None:

@@ -88,6 +88,22 @@ def _reject(reason: RejectReason, detail: str) -> NoReturn:
 def _validate(data: bytes, config: ValidationConfig) -> KeySet:
     document = _parse(data, config)
     _inspect(document, config.max_depth)
+    entries = _entries(document, config)
+    served: list[dict[str, Any]] = []
+    dropped: list[DroppedKey] = []
+    for map_kid, entry in entries:
+        try:
+            served.append(public_jwk(entry, config, map_kid=map_kid))
+        except KeyDropped as exc:
+            dropped.append(DroppedKey(kid=_reported_kid(map_kid, entry), reason=exc.reason, detail=exc.detail))
+    if not served:
+        reasons = ", ".join(sorted({drop.reason for drop in dropped}))
+        _reject("no_valid_keys", f"all {len(dropped)} entries were dropped ({reasons})")
+    return KeySet(keys=tuple(sorted(served, key=_order)), dropped=tuple(dropped))
+
+
+def _entries(document: Any, config: ValidationConfig) -> list[tuple[str | None, Any]]:
+    """The (map kid, entry) pairs of either form, under the form, count and kid rules."""
     if not isinstance(document, dict):
         _reject("not_an_object", f"the document is {show(document)}; expected a JSON object")
     if "keys" in document:
@@ -103,22 +119,18 @@ def _validate(data: bytes, config: ValidationConfig) -> KeySet:
     # Kid-map kids are member names, already unique; an inner kid is checked against its map key.
     kids = Counter(entry["kid"] for map_kid, entry in entries
                    if map_kid is None and isinstance(entry, dict) and isinstance(entry.get("kid"), str))
-    duplicated = sorted(kid for kid, count in kids.items() if count > 1)
-    if duplicated:
-        shown = repr(duplicated[0]) if usable_kid(duplicated[0]) else "a kid"
-        _reject("duplicate_kid", f"{shown} is listed {kids[duplicated[0]]} times; expected each kid once")
-    served: list[dict[str, Any]] = []
-    dropped: list[DroppedKey] = []
-    for map_kid, entry in entries:
-        try:
-            served.append(public_jwk(entry, config, map_kid=map_kid))
-        except KeyDropped as exc:
-            kid = usable_kid(map_kid if map_kid is not None else entry.get("kid") if isinstance(entry, dict) else None)
-            dropped.append(DroppedKey(kid=kid, reason=exc.reason, detail=exc.detail))
-    if not served:
-        reasons = ", ".join(sorted({drop.reason for drop in dropped}))
-        _reject("no_valid_keys", f"all {len(dropped)} entries were dropped ({reasons})")
-    return KeySet(keys=tuple(sorted(served, key=_order)), dropped=tuple(dropped))
+    for kid, count in sorted(kids.items()):
+        if count > 1:
+            shown = repr(kid) if usable_kid(kid) else "a kid"
+            _reject("duplicate_kid", f"{shown} is listed {count} times; expected each kid once")
+    return entries
+
+
+def _reported_kid(map_kid: str | None, entry: Any) -> str | None:
+    """The kid a dropped entry is logged under: only a value that passes the kid rule, never anything else."""
+    if map_kid is not None:
+        return usable_kid(map_kid)
+    return usable_kid(entry.get("kid")) if isinstance(entry, dict) else None
 
 
 def _parse(data: bytes, config: ValidationConfig) -> Any:
@@ -177,15 +189,17 @@ def _int(text: str) -> int:
 
 
 def _inspect(document: Any, max_depth: int) -> None:
-    """Walk the parsed document once (without recursion): depth, lone surrogates, private keys anywhere."""
-    too_deep = surrogate = private = False
+    """Walk the parsed document once, without recursion: private keys anywhere, depth, lone surrogates."""
+    too_deep = surrogate = False
+    # Every entry counts even without kty, and so does anything shaped like a key outside the entries.
+    private = [entry for entry in _entry_values(document) if isinstance(entry, dict) and _private_members(entry)]
     stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict):
             too_deep = too_deep or depth > max_depth
-            # Anything shaped like a key counts, even outside the entries: nothing private may be published.
-            private = private or (isinstance(node.get("kty"), str) and _is_private(node))
+            if isinstance(node.get("kty"), str) and _private_members(node):
+                private.append(node)
             surrogate = surrogate or any(_has_surrogate(name) for name in node)
             stack.extend((value, depth + 1) for value in node.values())
         elif isinstance(node, list):
@@ -193,10 +207,11 @@ def _inspect(document: Any, max_depth: int) -> None:
             stack.extend((value, depth + 1) for value in node)
         elif isinstance(node, str):
             surrogate = surrogate or _has_surrogate(node)
-    private = private or any(isinstance(entry, dict) and _is_private(entry) for entry in _entry_values(document))
     # A private key is an incident whatever else is wrong, so it is reported first.
     if private:
-        _reject("private_key_material", "the document holds private or symmetric key material")
+        kid = usable_kid(private[0].get("kid"))
+        _reject("private_key_material", f"{f'the key {kid!r}' if kid else 'a key'} holds private or symmetric "
+                                        f"key material ({', '.join(_private_members(private[0]))})")
     if too_deep:
         _reject("too_deep", f"the document nests deeper than {max_depth} levels")
     if surrogate:
@@ -204,7 +219,7 @@ def _inspect(document: Any, max_depth: int) -> None:
 
 
 def _entry_values(document: Any) -> list[Any]:
-    """The entries of either form (none when the form is wrong): private material in one counts without kty."""
+    """The entries of either form; none when the form is wrong (that is reported later)."""
     if not isinstance(document, dict):
         return []
     if "keys" in document:
@@ -212,8 +227,10 @@ def _entry_values(document: Any) -> list[Any]:
     return list(document.values())
 
 
-def _is_private(obj: Mapping[str, Any]) -> bool:
-    return obj.get("kty") == "oct" or not PRIVATE_MEMBERS.isdisjoint(obj)
+def _private_members(obj: Mapping[str, Any]) -> list[str]:
+    """What makes ``obj`` private or symmetric key material: member names and kty oct, never values."""
+    found = sorted(PRIVATE_MEMBERS.intersection(obj))
+    return [*found, "kty oct"] if obj.get("kty") == "oct" else found
 
 
 def _has_surrogate(text: str) -> bool:

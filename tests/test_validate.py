@@ -206,6 +206,12 @@ def test_kid_map_bad_key() -> None:
     assert [(d.kid, d.reason) for d in keyset.dropped] == [(None, "bad_kid"), (None, "bad_kid")]
 
 
+def test_dropped_kid_only_when_usable() -> None:
+    """A dropped entry is reported under its kid only when that kid passes the kid rule."""
+    keyset = accept(encode({"keys": [key(), key("ok", kty="rsa"), key("bad\n"), {**key(kid=None), "kid": 5}]}))
+    assert [(d.kid, d.reason) for d in keyset.dropped] == [("ok", "bad_kty"), (None, "bad_kid"), (None, "bad_kid")]
+
+
 def test_entry_not_object() -> None:
     """A JWK Set entry that is not an object is dropped without a kid."""
     keyset = accept(encode({"keys": [key(), "k", 5, None, []]}))
@@ -281,6 +287,16 @@ def test_real_private_jwk(make: Any) -> None:
 def test_private_material_anywhere(document: object) -> None:
     """Private material outside the entries, in dropped entries or as a bare top-level JWK rejects the document."""
     assert rejected(encode(document)) == "private_key_material"
+
+
+def test_private_material_detail() -> None:
+    """The alarm names the key and the private members, never their values."""
+    with pytest.raises(DocumentRejected) as info:
+        validate_document(encode({"keys": [key(), key("p", d="c2VjcmV0", qi="c2VjcmV0")]}), DEFAULT)
+    assert info.value.detail == "the key 'p' holds private or symmetric key material (d, qi)"
+    with pytest.raises(DocumentRejected) as info:
+        validate_document(encode({"keys": [key(), {"kty": "oct", "k": "c2VjcmV0"}]}), DEFAULT)
+    assert info.value.detail == "a key holds private or symmetric key material (k, kty oct)"
 
 
 def test_private_material_reported_first() -> None:
