@@ -554,7 +554,7 @@ def test_x5c_other_key() -> None:
 
 def _chain() -> tuple[dict[str, Any], str]:
     """A key and its certificate whose base64 holds '+' or '/', so a URL-safe re-spelling differs."""
-    for _ in range(100):  # about 1 in 10^8 certificates lacks both characters
+    for _ in range(100):  # a few certificates in a thousand lack both characters
         key, entry = ec_pair()
         text = base64.b64encode(certificate(key)).decode()
         if "+" in text or "/" in text:
