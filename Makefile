@@ -5,8 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages the tests talk to for real, as command:package pairs.
 TEST_DEBS ?=
+# Benchmarks (issue 6): the smoke test drives wrk; `make bench` also needs nginx and Node.js.
+TEST_DEBS += wrk:wrk
+BENCH_DEBS ?= wrk:wrk /usr/sbin/nginx:nginx node:nodejs
 
-.PHONY: run test lint typecheck pytest deps clean
+.PHONY: run test lint typecheck pytest deps clean bench
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian's python3 has no venv module until python3-venv is installed.
@@ -23,7 +26,7 @@ run: $(STAMP)
 	$(VENV)/bin/jwksd demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check jwksd tests
+	$(VENV)/bin/ruff check jwksd tests bench
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy jwksd
@@ -32,6 +35,12 @@ pytest: $(STAMP) deps
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest
+
+# Not part of `make test`: about 18 minutes (BENCH_QUICK=1 for a short look); writes BENCHMARKS.md.
+bench: $(STAMP)
+	@scripts/debian-deps $(BENCH_DEBS)
+	$(PY) -m pip install --quiet -e '.[test,demo,bench]'
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .coverage

@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from jwksd import __version__
 from jwksd.config import ValidationConfig, load_config, load_validation_config
@@ -62,13 +64,31 @@ def serve(path: str | None) -> int:
     from jwksd.daemon import serve as run
 
     try:
-        asyncio.run(run(config))
+        loop_factory, loop_name = event_loop(config.server.event_loop)
+        structlog.get_logger("jwksd").info("event_loop", loop=loop_name, setting=config.server.event_loop)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(run(config))
     except JwksdError as exc:
         print(f"jwksd: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def event_loop(setting: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """The loop factory for ``server.event_loop``: uvloop when installed (auto) or demanded, else asyncio's."""
+    if setting == "asyncio":
+        return None, "asyncio"
+    try:
+        import uvloop
+    except ImportError as exc:
+        if setting == "uvloop":
+            raise ConfigError(["server.event_loop = 'uvloop': expected uvloop to be installed "
+                               "(pip install 'jwksd[uvloop]'), or 'auto' or 'asyncio'"]) from exc
+        return None, "asyncio"
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory, "uvloop"
 
 
 def check_config(path: str | None) -> int:

@@ -19,6 +19,7 @@ from jwksd.errors import ConfigError
 DEFAULT_PATH = "/.well-known/jwks.json"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console", "auto")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 SOURCE_KINDS = ("secretsmanager", "file")
 
 
@@ -46,6 +47,7 @@ class ServerConfig:
     max_field_size: int = 4096
     max_headers: int = 32
     shutdown_timeout_s: float = 5.0
+    event_loop: str = "auto"  # auto: uvloop when installed, else asyncio
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "JWKSD_FALLBACK_FILE": ("state", "fallback_file"),
     "JWKSD_LOG_LEVEL": ("log", "level"),
     "JWKSD_LOG_FORMAT": ("log", "format"),
+    "JWKSD_EVENT_LOOP": ("server", "event_loop"),
 }
 
 
@@ -376,6 +379,7 @@ def _read_server(section: _Section) -> ServerConfig:
         max_field_size=section.integer("max_field_size", 4096, low=256),
         max_headers=section.integer("max_headers", 32, low=4),
         shutdown_timeout_s=section.number("shutdown_timeout_s", 5.0),
+        event_loop=section.string("event_loop", "auto", choices=EVENT_LOOPS) or "auto",
     )
     section.check_unknown()
     return server

@@ -1,0 +1,60 @@
+"""The benchmark suite's machinery in a few seconds, so `make bench` cannot rot between full runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import contenders, report, scenarios
+from bench.load import parse
+from bench.source import Proxy
+from tests.conftest import Secrets
+from tests.keys import jwk_set, rsa_jwk, rsa_key
+
+
+@pytest.fixture
+def proxy(moto_endpoint: str) -> Iterator[Proxy]:
+    """The bench's counting proxy in front of the session's moto server."""
+    proxy = Proxy(moto_endpoint).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_wrk_result_parsed() -> None:
+    """The report script's line becomes req/s, milliseconds and one error count."""
+    line = ('BENCH_RESULT {"requests": 500, "duration_us": 500000, "bytes": 1, "connect_errors": 0, "read_errors": 1, '
+            '"write_errors": 0, "status_errors": 2, "timeouts": 0, "p50_us": 100, "p99_us": 900, "p999_us": 2500, '
+            '"max_us": 3000}')
+    run = parse(f"Running 1s test\n{line}\n")
+    assert (run.rps, run.p50_ms, run.p99_ms, run.p999_ms, run.errors) == (1000.0, 0.1, 0.9, 2.5, 3)
+
+
+def test_one_round_jwksd_and_bare(tmp_path: Path, proxy: Proxy, secrets: Secrets) -> None:
+    """One short round against jwksd and the bare handler: same bytes, 200s and 304s, no errors, a table."""
+    name = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "previous")))
+    secrets.put(name, jwk_set(rsa_jwk(rsa_key(1), "current")))
+    jwksd = contenders.start_jwksd(tmp_path, name="jwksd-asyncio", endpoint=proxy.endpoint, secret_id=name,
+                                   loop="asyncio")
+    try:
+        body, headers, etag = contenders.capture(jwksd, tmp_path)
+        assert [key["kid"] for key in json.loads(body.read_bytes())["keys"]] == ["current", "previous"]
+        bare = contenders.start_bare(tmp_path, body, headers, loop="asyncio")
+        try:
+            assert contenders.fetch(bare.url)[2] == body.read_bytes()
+            cells = scenarios.matrix([jwksd, bare], {"jwksd-asyncio": etag, "bare-asyncio": etag}, connections=(4,),
+                                     rounds=1, duration_s=1, progress=lambda _: None)
+        finally:
+            bare.stop()
+        served = scenarios.statuses(jwksd)
+    finally:
+        jwksd.stop()
+    assert all(cell.runs[0].requests > 0 and cell.runs[0].errors == 0 for cell in cells.values())
+    assert set(served) == {"200", "304"}
+    assert proxy.get_secret_calls() == 2  # one refresh at start reads both stages, whatever the load
+    results = {"throughput": {"cells": report.cells_json(cells), "body_bytes": body.stat().st_size},
+               "loops": ["asyncio"], "settings": {"connections": [4]}}
+    table = "\n".join(report._throughput_table(results))
+    assert "| bare-asyncio | 4 |" in table and "| jwksd-asyncio | 4 |" in table
