@@ -67,7 +67,7 @@ def serve(path: str | None) -> int:
         loop_factory, loop_name = event_loop(config.server.event_loop)
         structlog.get_logger("jwksd").info("event_loop", loop=loop_name, setting=config.server.event_loop)
         with asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(run(config))
+            runner.run(run(config, load=lambda: load_config(path)))
     except JwksdError as exc:
         print(f"jwksd: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -7,10 +7,10 @@ Resources are set up and torn down in ``cleanup_ctx`` order: ladder files, sourc
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ import structlog
 from aiohttp import hdrs, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from jwksd.config import Config
+from jwksd.config import Config, HttpCacheConfig, LiveConfig
 from jwksd.errors import StateError
 from jwksd.metrics import Metrics
 from jwksd.refresh import Refresher
@@ -29,7 +29,7 @@ from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
 log = structlog.get_logger("jwksd.app")
 
-CONFIG = web.AppKey("config", Config)
+CONFIG = web.AppKey("config", LiveConfig)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 REFRESHER = web.AppKey("refresher", Refresher)
@@ -73,34 +73,38 @@ def not_modified_since(header: str, snapshot: Snapshot) -> bool:
     return int(snapshot.changed_at) <= since
 
 
-class JwksHandler:
-    """Serves the snapshot with ETag, 304, gzip and the cache headers."""
+@functools.lru_cache(maxsize=8)
+def cache_control(max_age_s: float, cache: HttpCacheConfig) -> str:
+    """The Cache-Control value for the settings in force, built once per setting."""
+    return (f"public, max-age={int(max_age_s)}, stale-while-revalidate={cache.stale_while_revalidate_s}, "
+            f"stale-if-error={cache.stale_if_error_s}")
 
-    def __init__(self, config: Config, store: Store, refresher: Callable[[], Refresher | None]) -> None:
+
+class JwksHandler:
+    """Serves the snapshot with ETag, 304, gzip and the cache headers of the config in force."""
+
+    def __init__(self, config: LiveConfig, store: Store, refresher: Callable[[], Refresher | None]) -> None:
+        self.live = config
         self.store = store
-        self.max_age_s = config.refresh.max_age_s
         self.refresher = refresher
-        cache = config.http_cache
-        self.cache_control = (f"public, max-age={int(self.max_age_s)}, "
-                              f"stale-while-revalidate={cache.stale_while_revalidate_s}, "
-                              f"stale-if-error={cache.stale_if_error_s}")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         snapshot = self.store.snapshot
         if snapshot is None:
             return unavailable()
+        config = self.live.current
         refresher = self.refresher()
         if refresher is not None:
             refresher.revalidate_if_stale()
         gzip = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
         headers = {
-            hdrs.CACHE_CONTROL: self.cache_control,
+            hdrs.CACHE_CONTROL: cache_control(config.refresh.max_age_s, config.http_cache),
             hdrs.ETAG: snapshot.gzip_etag if gzip else snapshot.etag,
             hdrs.LAST_MODIFIED: snapshot.last_modified,
             hdrs.VARY: "Accept-Encoding",
             hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*",
             hdrs.ACCESS_CONTROL_EXPOSE_HEADERS: EXPOSED_HEADERS,
-            "X-JWKS-Source": self.store.served_source(self.max_age_s) or "none",
+            "X-JWKS-Source": self.store.served_source(config.refresh.max_age_s) or "none",
         }
         inm = request.headers.get(hdrs.IF_NONE_MATCH)
         ims = request.headers.get(hdrs.IF_MODIFIED_SINCE)
@@ -132,7 +136,7 @@ async def preflight(request: web.Request) -> web.Response:
 
 def health_document(app: web.Application) -> tuple[int, dict[str, Any]]:
     """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served)."""
-    config, store = app[CONFIG], app[STORE]
+    config, store = app[CONFIG].current, app[STORE]
     refresher = app.get(REFRESHER)
     snapshot = store.snapshot
     source = store.served_source(config.refresh.max_age_s)
@@ -207,7 +211,7 @@ def metrics_middleware(metrics: Metrics, paths: frozenset[str]) -> Any:
 
 async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
     """Rungs 3 and 4: install last-known-good, else the fallback file, before any fetch."""
-    config, store, metrics = app[CONFIG], app[STORE], app[METRICS]
+    config, store, metrics = app[CONFIG].current, app[STORE], app[METRICS]
     fallback = load_fallback(config.state.fallback_file, config.validation) if config.state.fallback_file else None
     lkg = None
     if config.state.state_dir is not None:
@@ -229,28 +233,39 @@ async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the sources, start the one refresh task; on the way out cancel it, then close the sources."""
-    config = app[CONFIG]
-    async with AsyncExitStack() as stack:
-        sources: list[Source] = []
-        for source_config in config.sources:
-            source = await open_source(source_config, app[METRICS])
-            stack.push_async_callback(source.close)
-            sources.append(source)
-        refresher = Refresher(config, sources, app[STORE], app[METRICS], app[STORE].clock)
-        app[REFRESHER] = refresher
-        task = asyncio.create_task(refresher.run(), name="jwksd-refresh")
-        app[REFRESH_TASK] = task
+    """Open the sources, start the one refresh task; on the way out cancel it, then close the sources in use."""
+    live = app[CONFIG]
+    sources: list[Source] = []
+    try:
+        for source_config in live.current.sources:
+            sources.append(await open_source(source_config, app[METRICS]))
+    except BaseException:
+        await close_sources(sources)
+        raise
+    refresher = Refresher(live, sources, app[STORE], app[METRICS], app[STORE].clock)
+    app[REFRESHER] = refresher
+    task = asyncio.create_task(refresher.run(), name="jwksd-refresh")
+    app[REFRESH_TASK] = task
+    try:
+        yield
+    finally:
+        task.cancel()
         try:
-            yield
-        finally:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
-            except Exception:  # a crashed loop was already reported by /healthz; do not block shutdown
-                log.exception("refresh_task_failed")
+            await task
+        except asyncio.CancelledError:
+            pass
+        except Exception:  # a crashed loop was already reported by /healthz; do not block shutdown
+            log.exception("refresh_task_failed")
+        await close_sources(refresher.sources)  # a reload closes the sources it replaces; these are the current ones
+
+
+async def close_sources(sources: Iterable[Source]) -> None:
+    """Close each source; one that fails to close does not keep the others open."""
+    for source in sources:
+        try:
+            await source.close()
+        except Exception:
+            log.exception("source_close_failed", source=source.name)
 
 
 def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | None = None) -> web.Application:
@@ -263,9 +278,10 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
                                         "max_field_size": config.server.max_field_size,
                                         "max_headers": config.server.max_headers})
     store = Store(clock or SystemClock())
-    app[CONFIG], app[STORE], app[METRICS] = config, store, metrics
+    app[CONFIG], app[STORE], app[METRICS] = LiveConfig(config), store, metrics
     metrics.track_age(store.age_s)
-    handler = JwksHandler(config, store, lambda: app.get(REFRESHER))
+    metrics.set_budgets(config.refresh)
+    handler = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER))
     for path in config.server.paths:
         app.router.add_get(path, handler.handle, allow_head=True)
         app.router.add_route(hdrs.METH_OPTIONS, path, preflight)

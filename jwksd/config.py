@@ -126,6 +126,17 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class SystemdConfig:
+    """What systemd passes in the environment: the sd_notify socket and the watchdog interval.
+
+    ``watchdog_s`` is None unless ``WATCHDOG_USEC`` is set and ``WATCHDOG_PID`` is unset or this process.
+    """
+
+    notify_socket: str | None = None
+    watchdog_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, built once by :func:`load_config` and passed down."""
 
@@ -136,7 +147,15 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    systemd: SystemdConfig = field(default_factory=SystemdConfig)
     path: Path | None = None
+
+
+class LiveConfig:
+    """The Config in force. A SIGHUP reload replaces ``current`` whole; readers take it on each use."""
+
+    def __init__(self, config: Config) -> None:
+        self.current = config
 
 
 # Environment variable -> (section, key). The section "source" means the first source.
@@ -399,6 +418,18 @@ def _read_validation(data: Mapping[str, Any], problems: list[str]) -> Validation
     return validation
 
 
+def _read_systemd(environ: Mapping[str, str], problems: list[str]) -> SystemdConfig:
+    """NOTIFY_SOCKET and WATCHDOG_USEC as systemd sets them (see sd_notify(3) and sd_watchdog_enabled(3))."""
+    socket = environ.get("NOTIFY_SOCKET") or None
+    usec, pid = environ.get("WATCHDOG_USEC"), environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return SystemdConfig(notify_socket=socket)
+    if not usec.isdigit() or int(usec) == 0:
+        problems.append(f"WATCHDOG_USEC = {usec!r}: expected a whole number of microseconds > 0")
+        return SystemdConfig(notify_socket=socket)
+    return SystemdConfig(notify_socket=socket, watchdog_s=int(usec) / 1_000_000)
+
+
 def load_validation_config(path: str | Path) -> ValidationConfig:
     """Only the [validation] section of a config file (``jwksd validate --config``); raise ConfigError."""
     problems: list[str] = []
@@ -458,7 +489,9 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     )
     section.check_unknown()
 
+    systemd = _read_systemd(environ, problems)
+
     if problems:
         raise ConfigError(problems)
-    return Config(sources=sources, server=server, refresh=refresh, http_cache=http_cache, state=state,
+    return Config(sources=sources, server=server, refresh=refresh, http_cache=http_cache, state=state, systemd=systemd,
                   validation=validation, log=log, path=file_path)

@@ -1,16 +1,23 @@
-"""Running the daemon: listeners, signals, and an orderly shutdown."""
+"""Running the daemon: listeners, signals, systemd notifications, reload, and an orderly shutdown.
+
+Tasks owned here, each cancelled and awaited on the way out: the readiness announcer, the reload
+loop and the watchdog. Signals only set events or wake tasks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 
-from jwksd.app import REFRESHER, make_app, make_metrics_app
+from jwksd.app import CONFIG, REFRESH_TASK, REFRESHER, STORE, make_app, make_metrics_app
 from jwksd.config import Config, Listen
 from jwksd.metrics import Metrics
+from jwksd.notify import Notifier, watchdog_loop
+from jwksd.reload import reload_config
 
 log = structlog.get_logger("jwksd.daemon")
 
@@ -20,9 +27,13 @@ async def _start_site(runner: web.AppRunner, listen: Listen) -> None:
     await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
 
 
-async def serve(config: Config, *, metrics: Metrics | None = None) -> None:
-    """Serve until SIGTERM or SIGINT; SIGUSR1 forces a refresh. Returns after a clean shutdown."""
+async def serve(config: Config, *, metrics: Metrics | None = None, load: Callable[[], Config] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT; SIGUSR1 forces a refresh, SIGHUP reloads with ``load``.
+
+    Returns after a clean shutdown.
+    """
     metrics = metrics or Metrics()
+    notifier = Notifier(config.systemd.notify_socket)
     app = make_app(config, metrics=metrics)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.server.keepalive_timeout_s,
                            shutdown_timeout=config.server.shutdown_timeout_s, handle_signals=False)
@@ -31,7 +42,9 @@ async def serve(config: Config, *, metrics: Metrics | None = None) -> None:
         metrics_runner = web.AppRunner(make_metrics_app(metrics), access_log=None,
                                        keepalive_timeout=config.server.keepalive_timeout_s, shutdown_timeout=1.0)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
+    stop, reload_requested = asyncio.Event(), asyncio.Event()
+    lifecycle = Lifecycle(app, notifier, load)
+    tasks: list[asyncio.Task[None]] = []
     try:
         await _start_site(runner, config.server.listen)
         if metrics_runner is not None and config.server.metrics_listen is not None:
@@ -39,18 +52,89 @@ async def serve(config: Config, *, metrics: Metrics | None = None) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, lambda: _force_refresh(app))
+        loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
         log.info("listening", url=f"http://{config.server.listen}{config.server.paths[0]}",
                  metrics=f"http://{config.server.metrics_listen}/metrics" if config.server.metrics_listen else None,
                  sources=[s.name for s in config.sources])
+        tasks.append(asyncio.create_task(lifecycle.announce(), name="jwksd-announce"))
+        tasks.append(asyncio.create_task(lifecycle.reloads(reload_requested), name="jwksd-reload"))
+        if config.systemd.watchdog_s is not None and notifier.enabled:
+            tasks.append(asyncio.create_task(watchdog_loop(notifier, config.systemd.watchdog_s, lambda: _alive(app)),
+                                             name="jwksd-watchdog"))
         await stop.wait()
         log.info("stopping")
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        notifier.stopping()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
             loop.remove_signal_handler(signum)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await runner.cleanup()
+        notifier.close()
     log.info("stopped")
+
+
+class Lifecycle:
+    """Tells systemd what the daemon does: READY=1 once a valid set is served, STATUS= after refreshes, reloads."""
+
+    def __init__(self, app: web.Application, notifier: Notifier, load: Callable[[], Config] | None) -> None:
+        self.app = app
+        self.notifier = notifier
+        self.load = load
+        self.ready = False
+
+    def status(self) -> str:
+        """One line for `systemctl status`: what is served and from where."""
+        store = self.app[STORE]
+        snapshot = store.snapshot
+        if snapshot is None:
+            return "waiting for a valid key set (no source, last-known-good or fallback has one yet)"
+        source = store.served_source(self.app[CONFIG].current.refresh.max_age_s)
+        return f"serving {len(snapshot.kids)} key{'s' if len(snapshot.kids) != 1 else ''} ({source})"
+
+    async def announce(self) -> None:
+        """READY=1 only once a key set is served (the first refresh runs in the background), then STATUS updates."""
+        refresher = self.app[REFRESHER]
+        self.notifier.status(self.status())
+        await refresher.wait_until_served()
+        self.ready = True
+        self.notifier.ready(self.status())
+        log.info("ready", status=self.status())
+        while True:
+            seen = refresher.completed
+            await refresher.wait_for_refreshes(seen + 1)
+            self.notifier.status(self.status())
+
+    async def reloads(self, requested: asyncio.Event) -> None:
+        """Run one reload per SIGHUP (signals arriving during a reload coalesce into one more)."""
+        while True:
+            await requested.wait()
+            requested.clear()
+            if self.load is None:
+                log.warning("reload_unavailable", detail="this daemon was started without a config to re-read")
+                continue
+            if self.ready:
+                self.notifier.reloading()
+            log.info("reload_requested", signal="SIGHUP")
+            try:
+                applied = await reload_config(self.app, self.load)
+            except Exception:
+                log.exception("reload_failed")
+                applied = False
+            status = self.status() if applied else f"{self.status()}; last reload rejected, see the log"
+            if self.ready:  # RELOADING=1 ends with READY=1, whatever the outcome
+                self.notifier.ready(status)
+            else:
+                self.notifier.status(status)
+
+
+def _alive(app: web.Application) -> bool:
+    """What the watchdog vouches for: the loop runs (this is called from it) and so does the refresh task."""
+    task = app.get(REFRESH_TASK)
+    return task is not None and not task.done()
 
 
 def _force_refresh(app: web.Application) -> None:

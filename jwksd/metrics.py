@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from jwksd import __version__
+from jwksd.config import RefreshConfig
 
 SERVED_SOURCES = ("fresh", "stale", "last-known-good", "fallback")
 REFRESH_OUTCOMES = ("success", "unchanged", "fetch_error", "rejected_document")
@@ -51,6 +52,13 @@ class Metrics:
                              ["source"], registry=r)
         self.state_errors = Counter("jwksd_state_errors", "Failures to read or write the last-known-good file.",
                                     ["operation"], registry=r)
+        self.config_reloads = Counter("jwksd_config_reloads", "SIGHUP reloads by outcome: applied or rejected.",
+                                      ["outcome"], registry=r)
+        self.refresh_interval = Gauge("jwksd_refresh_interval_seconds", "refresh.interval_s in force.", registry=r)
+        self.max_age = Gauge("jwksd_max_age_seconds", "refresh.max_age_s in force: an older set is served as stale.",
+                             registry=r)
+        self.max_staleness = Gauge("jwksd_max_staleness_seconds",
+                                   "refresh.max_staleness_s in force: the staleness budget.", registry=r)
         self.build_info = Info("jwksd_build", "Version of jwksd and of Python.", registry=r)
         self.build_info.info({"version": __version__, "python_version": platform.python_version()})
         for source in SERVED_SOURCES:
@@ -60,6 +68,9 @@ class Metrics:
                 self.aws_calls.labels(operation, code)
         for operation in ("read", "write"):
             self.state_errors.labels(operation)
+        for outcome in ("applied", "rejected"):
+            self.config_reloads.labels(outcome)
+        self._sources: set[str] = set()
 
     def prepare(self, paths: Iterable[str], source_names: Iterable[str], drop_reasons: Iterable[str],
                 reject_reasons: Iterable[str]) -> None:
@@ -74,6 +85,11 @@ class Metrics:
             self.refresh_duration.labels(name)
             for outcome in REFRESH_OUTCOMES:
                 self.refreshes.labels(name, outcome)
+            if name not in self._sources:  # prepare runs again on reload: keep what a known source recorded
+                self._sources.add(name)
+                self.last_success.labels(name)  # 0 until the first success
+                self.last_failure.labels(name)
+                self.last_error.labels(name).info({"code": "none"})
         for reason in drop_reasons:
             self.keys_dropped.labels(reason)
         for reason in reject_reasons:
@@ -83,6 +99,12 @@ class Metrics:
         """Mark which rung of the ladder is served (none when ``source`` is None)."""
         for name in SERVED_SOURCES:
             self.serving.labels(name).set(1 if name == source else 0)
+
+    def set_budgets(self, refresh: RefreshConfig) -> None:
+        """Export the refresh settings in force, so alert rules compare ages with this daemon's own budget."""
+        self.refresh_interval.set(refresh.interval_s)
+        self.max_age.set(refresh.max_age_s)
+        self.max_staleness.set(refresh.max_staleness_s)
 
     def track_age(self, age_s: Callable[[], float]) -> None:
         """Compute the served set's age at scrape time."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from jwksd.config import Config
+from jwksd.config import Config, LiveConfig
 from jwksd.errors import DocumentRejected, SourceError, StateError
 from jwksd.jwk import thumbprint
 from jwksd.metrics import Metrics
@@ -74,10 +74,10 @@ def merge(sets: Sequence[tuple[str, Sequence[Key]]]) -> tuple[Key, ...]:
 class Refresher:
     """Owns the schedule and every source's state; swaps the store's snapshot on change."""
 
-    def __init__(self, config: Config, sources: Sequence[Source], store: Store, metrics: Metrics, clock: Clock,
+    def __init__(self, config: LiveConfig, sources: Sequence[Source], store: Store, metrics: Metrics, clock: Clock,
                  *, rng: random.Random | None = None) -> None:
-        self.config = config
-        self.sources = list(sources)
+        self.live = config
+        self.sources = list(sources)  # in the order of config.sources
         self.store = store
         self.metrics = metrics
         self.clock = clock
@@ -88,6 +88,30 @@ class Refresher:
         self.completed = 0  # refreshes finished, for tests and health
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
+
+    @property
+    def config(self) -> Config:
+        """The config in force: a reload may replace it between two refreshes."""
+        return self.live.current
+
+    async def reconfigure(self, config: Config, sources: Sequence[Source]) -> None:
+        """Apply a reloaded config between refreshes, with the sources matching ``config.sources``.
+
+        A source kept from before keeps what it delivered; a new or re-opened one starts empty, and
+        the served set stays as it is until the next refresh publishes.
+        """
+        async with self._done:  # nothing awaits between this check and the swap: no refresh can start
+            await self._done.wait_for(lambda: not self.running)
+            kept = {source.name for source in sources if any(source is old for old in self.sources)}
+            self.states = {source.name: self.states[source.name] if source.name in kept else SourceState(source.name)
+                           for source in sources}
+            self.sources = list(sources)
+            self.live.current = config
+
+    async def wait_until_served(self) -> None:
+        """Wait until the store holds a valid set (at once when the ladder installed one at start)."""
+        async with self._done:
+            await self._done.wait_for(lambda: self.store.snapshot is not None)
 
     def trigger(self) -> None:
         """Refresh now (SIGUSR1, or a stale read)."""
