@@ -1,7 +1,8 @@
 """The aiohttp application: the JWKS routes with conditional GET, health, and the resources behind them.
 
 Requests only read the current snapshot: they never await AWS, a lock or the disk.
-Resources are set up and torn down in ``cleanup_ctx`` order: ladder files, sources, refresh task.
+Resources are set up and torn down in ``cleanup_ctx`` order: ladder files, the shared cache,
+sources, refresh task.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import structlog
 from aiohttp import hdrs, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from jwksd.config import Config, HttpCacheConfig, LiveConfig
+from jwksd.config import Config, FileSourceConfig, HttpCacheConfig, HttpSourceConfig, LiveConfig, SourceConfig
 from jwksd.errors import StateError
 from jwksd.metrics import Metrics
-from jwksd.refresh import Refresher
+from jwksd.refresh import Refresher, SourceState
+from jwksd.shared_cache import SharedCache
 from jwksd.sources import Source, open_source
-from jwksd.state import load_fallback, load_last_known_good
+from jwksd.state import LastKnownGood, load_fallback, load_last_known_good
 from jwksd.store import Clock, Snapshot, Store, SystemClock, build_snapshot
 from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
@@ -34,6 +36,8 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 REFRESHER = web.AppKey("refresher", Refresher)
 REFRESH_TASK = web.AppKey("refresh_task", asyncio.Task[None])
+SHARED_CACHE = web.AppKey("shared_cache", SharedCache)
+LAST_KNOWN_GOOD = web.AppKey("last_known_good", LastKnownGood)
 
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
 ALLOWED_REQUEST_HEADERS = "If-None-Match, If-Modified-Since"
@@ -158,8 +162,30 @@ def health_document(app: web.Application) -> tuple[int, dict[str, Any]]:
         "last_success": _iso(max(successes)) if successes else None,
         "last_error": ({"code": errors[-1].code, "message": errors[-1].message, "at": _iso(errors[-1].at)}
                        if errors else None),
+        "sources": {s.name: _source_health(s) for s in states},
     }
-    return (503 if status == "fail" else 200), {"status": status, "checks": {"jwks": check}}
+    checks = {"jwks": check}
+    shared = app.get(SHARED_CACHE)
+    if shared is not None:
+        # Redis down is not an outage (each replica fetches directly) but the fleet's AWS calls multiply.
+        checks["shared_cache"] = {
+            "status": "pass" if shared.up else "warn", "url": shared.config.safe_url, "reachable": shared.up,
+            "last_error": ({"message": shared.last_error[0], "at": _iso(shared.last_error[1])}
+                           if shared.last_error else None)}
+        if status == "pass" and not shared.up:
+            status = "warn"
+    return (503 if status == "fail" else 200), {"status": status, "checks": checks}
+
+
+def _source_health(state: SourceState) -> dict[str, Any]:
+    """One source's own part: warn while it fails (its last good keys stay served)."""
+    error = state.last_error
+    return {
+        "status": "warn" if state.failing else "pass",
+        "origin": "last-known-good" if state.seeded else ("fresh" if state.last_success is not None else "none"),
+        "last_success": _iso(state.last_success) if state.last_success is not None else None,
+        "last_error": {"code": error.code, "message": error.message, "at": _iso(error.at)} if error else None,
+    }
 
 
 def _iso(at: float) -> str:
@@ -221,6 +247,10 @@ async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
             metrics.state_errors.labels("read").inc()
             log.error("last_known_good_skipped", message=str(exc))
     if lkg is not None:
+        app[LAST_KNOWN_GOOD] = lkg  # each source's share seeds the refresher
+        for problem in lkg.skipped:
+            metrics.state_errors.labels("read").inc()
+            log.error("last_known_good_share_skipped", message=problem)
         store.swap(build_snapshot(lkg.keyset.keys, "last-known-good", store.clock, changed_at=lkg.changed_at,
                                   fetched_at=lkg.fetched_at))
     elif fallback is not None:
@@ -232,17 +262,44 @@ async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def shared_cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The fleet's shared cache, when configured; Redis being down at start is not an error."""
+    config = app[CONFIG].current
+    if not config.shared_cache.enabled:
+        yield
+        return
+    cache = SharedCache.open(config.shared_cache, config.validation, app[METRICS], app[STORE].clock)
+    app[SHARED_CACHE] = cache
+    try:
+        yield
+    finally:
+        await cache.close()
+
+
+async def open_app_source(app: web.Application, config: Config, source_config: SourceConfig) -> Source:
+    """Open a source of ``config``; a remote one goes behind the shared cache if any (a local file never does)."""
+    source = await open_source(source_config, app[METRICS], max_document_bytes=config.validation.max_document_bytes)
+    cache = app.get(SHARED_CACHE)
+    if cache is None or isinstance(source_config, FileSourceConfig):
+        return source
+    interval_s = config.refresh.interval_s
+    max_fresh_s = source_config.max_refresh_s if isinstance(source_config, HttpSourceConfig) else interval_s
+    return cache.wrap(source, interval_s=interval_s, max_fresh_s=max_fresh_s)
+
+
 async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the sources, start the one refresh task; on the way out cancel it, then close the sources in use."""
     live = app[CONFIG]
     sources: list[Source] = []
     try:
         for source_config in live.current.sources:
-            sources.append(await open_source(source_config, app[METRICS]))
+            sources.append(await open_app_source(app, live.current, source_config))
     except BaseException:
         await close_sources(sources)
         raise
-    refresher = Refresher(live, sources, app[STORE], app[METRICS], app[STORE].clock)
+    lkg = app.get(LAST_KNOWN_GOOD)
+    seed = {name: keyset.keys for name, keyset in lkg.sources.items()} if lkg else None
+    refresher = Refresher(live, sources, app[STORE], app[METRICS], app[STORE].clock, seed=seed)
     app[REFRESHER] = refresher
     task = asyncio.create_task(refresher.run(), name="jwksd-refresh")
     app[REFRESH_TASK] = task
@@ -291,6 +348,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     if config.server.metrics_on_main:
         app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     app.cleanup_ctx.append(ladder_ctx)
+    app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(refresh_ctx)
     return app
 

@@ -6,6 +6,7 @@ once, naming the key, the value and what was expected. Durations are seconds (``
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import tomllib
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jwksd.errors import ConfigError
 
@@ -20,7 +22,7 @@ DEFAULT_PATH = "/.well-known/jwks.json"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console", "auto")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
-SOURCE_KINDS = ("secretsmanager", "file")
+SOURCE_KINDS = ("secretsmanager", "file", "http")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,27 @@ class FileSourceConfig:
     name: str = "file"
 
 
-SourceConfig = SecretsManagerSourceConfig | FileSourceConfig
+@dataclass(frozen=True)
+class HttpSourceConfig:
+    """An upstream JWKS URL, reverse-proxied with conditional requests.
+
+    The upstream's ``Cache-Control: max-age`` sets when this source is asked again, clamped to
+    ``min_refresh_s``..``max_refresh_s``; without one, ``refresh.interval_s`` applies.
+    """
+
+    url: str
+    name: str = "http"
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+    max_retries: int = 2
+    retry_base_s: float = 0.2
+    retry_cap_s: float = 5.0
+    min_refresh_s: float = 60.0
+    max_refresh_s: float = 3600.0
+    allow_insecure_loopback: bool = False
+
+
+SourceConfig = SecretsManagerSourceConfig | FileSourceConfig | HttpSourceConfig
 
 
 @dataclass(frozen=True)
@@ -118,6 +140,32 @@ class ValidationConfig:
 
 
 @dataclass(frozen=True)
+class SharedCacheConfig:
+    """A Redis cache shared by a fleet of replicas, so the fleet makes about one fetch per interval.
+
+    Off when ``url`` is empty. ``timeout_s`` bounds every Redis operation, connecting included.
+    """
+
+    url: str = ""
+    namespace: str = "jwksd"
+    lease_s: float = 5.0
+    hmac_key_file: Path | None = None
+    timeout_s: float = 0.5
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without any password, for logs and health."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or '/0'}" if self.url else ""
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Log level and format (``auto``: console on a terminal, JSON otherwise)."""
 
@@ -148,6 +196,7 @@ class Config:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     log: LogConfig = field(default_factory=LogConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
+    shared_cache: SharedCacheConfig = field(default_factory=SharedCacheConfig)
     path: Path | None = None
 
 
@@ -166,6 +215,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "JWKSD_SOURCE_KIND": ("source", "kind"),
     "JWKSD_SECRET_ID": ("source", "secret_id"),
     "JWKSD_SOURCE_FILE": ("source", "path"),
+    "JWKSD_SOURCE_URL": ("source", "url"),
     "JWKSD_REFRESH_INTERVAL_S": ("refresh", "interval_s"),
     "JWKSD_MAX_AGE_S": ("refresh", "max_age_s"),
     "JWKSD_STATE_DIR": ("state", "state_dir"),
@@ -173,6 +223,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "JWKSD_LOG_LEVEL": ("log", "level"),
     "JWKSD_LOG_FORMAT": ("log", "format"),
     "JWKSD_EVENT_LOOP": ("server", "event_loop"),
+    "JWKSD_SHARED_CACHE_URL": ("shared_cache", "url"),
 }
 
 
@@ -332,6 +383,8 @@ def _read_source(section: _Section) -> SourceConfig | None:
             section.problem("path", None, "the path of a key document (JWKSD_SOURCE_FILE)")
         else:
             result = FileSourceConfig(path=path, name=name)
+    elif kind == "http":
+        result = _read_http_source(section, name)
     else:
         secret_id = section.string("secret_id", None)
         if secret_id is None:
@@ -357,6 +410,89 @@ def _read_source(section: _Section) -> SourceConfig | None:
         )
     section.check_unknown()
     return result
+
+
+def _read_http_source(section: _Section, name: str) -> HttpSourceConfig | None:
+    url = section.string("url", None)
+    insecure = section.boolean("allow_insecure_loopback", False)
+    if url is None:
+        section.problem("url", None, "the https:// URL of an upstream JWKS (JWKSD_SOURCE_URL)")
+    else:
+        parts = urlsplit(url)
+        if not parts.hostname or parts.scheme not in ("https", "http"):
+            section.problem("url", url, "an https:// URL with a host")
+            url = None
+        elif parts.scheme == "http" and not (insecure and _is_loopback(parts.hostname)):
+            section.problem("url", url, "an https:// URL (plain http only with allow_insecure_loopback = true "
+                                        "and a loopback host)")
+            url = None
+    low = section.number("min_refresh_s", 60.0)
+    high = section.number("max_refresh_s", 3600.0)
+    if low > high:
+        section.problems.append(f"{section.name}.max_refresh_s = {high:g}: expected at least min_refresh_s ({low:g})")
+    result = HttpSourceConfig(
+        url=url or "",
+        name=name,
+        connect_timeout_s=section.number("connect_timeout_s", 5.0),
+        read_timeout_s=section.number("read_timeout_s", 5.0),
+        max_retries=section.integer("max_retries", 2, low=0, high=10),
+        retry_base_s=section.number("retry_base_s", 0.2),
+        retry_cap_s=section.number("retry_cap_s", 5.0),
+        min_refresh_s=low,
+        max_refresh_s=high,
+        allow_insecure_loopback=insecure,
+    )
+    return result if url else None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_shared_cache(data: Mapping[str, Any], problems: list[str], interval_s: float) -> SharedCacheConfig:
+    section = _section(data, "shared_cache", problems)
+    url = section.string("url", "") or ""
+    if url and not _is_redis_url(url):
+        section.problem("url", _redact(url), "redis://host:port/db (or rediss:// for TLS), or empty for off")
+        url = ""
+    namespace = section.string("namespace", "jwksd") or "jwksd"
+    if not namespace.isprintable() or " " in namespace:
+        section.problem("namespace", namespace, "a string of printable characters without spaces")
+    lease_s = section.number("lease_s", 5.0)
+    if url and lease_s >= interval_s:
+        problems.append(f"shared_cache.lease_s = {lease_s:g}: expected less than refresh.interval_s ({interval_s:g})")
+    shared = SharedCacheConfig(url=url, namespace=namespace, lease_s=lease_s,
+                               hmac_key_file=section.path("hmac_key_file"),
+                               timeout_s=section.number("timeout_s", 0.5, high=30))
+    section.check_unknown()
+    return shared
+
+
+def _is_redis_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    db = parts.path.strip("/") or "0"
+    return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and db.isdigit() and not parts.query
+
+
+def _redact(url: str) -> str:
+    """A URL with its password replaced, so a config error never prints a credential."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<not a URL>"
+    if not password:
+        return url
+    return parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
 def _read_sources(data: Mapping[str, Any], problems: list[str]) -> tuple[SourceConfig, ...]:
@@ -448,7 +584,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     if problems:
         raise ConfigError(problems)  # checking the rest against an empty file would only add noise
     _apply_environment(data, environ)
-    known = {"server", "source", "sources", "refresh", "http_cache", "state", "validation", "log"}
+    known = {"server", "source", "sources", "refresh", "http_cache", "state", "validation", "log", "shared_cache"}
     for name in sorted(set(data) - known):
         problems.append(f"{name}: unknown section")
 
@@ -481,6 +617,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     section.check_unknown()
 
     validation = _read_validation(data, problems)
+    shared_cache = _read_shared_cache(data, problems, refresh.interval_s)
 
     section = _section(data, "log", problems)
     log = LogConfig(
@@ -494,4 +631,4 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     if problems:
         raise ConfigError(problems)
     return Config(sources=sources, server=server, refresh=refresh, http_cache=http_cache, state=state, systemd=systemd,
-                  validation=validation, log=log, path=file_path)
+                  validation=validation, log=log, shared_cache=shared_cache, path=file_path)

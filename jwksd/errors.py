@@ -4,10 +4,12 @@
     ├── ConfigError          bad configuration; carries every problem at once
     ├── DocumentRejected     a key document that must not be served; carries a reason code
     ├── SourceError          a source could not deliver a document; carries a code and retryability
-    └── StateError           the last-known-good or fallback file could not be read or written
+    ├── StateError           the last-known-good or fallback file could not be read or written
+    └── SharedCacheError     the shared cache (Redis) failed or timed out; the replica fetches directly
 
 Third-party exceptions are translated at one boundary each (botocore in sources/secretsmanager.py,
-the JSON parser in validate.py) and raised as these ``from`` the original.
+aiohttp's client in sources/http.py, redis in shared_cache.py, the JSON parser in validate.py) and
+raised as these ``from`` the original.
 """
 
 from __future__ import annotations
@@ -54,3 +56,7 @@ class SourceError(JwksdError):
 
 class StateError(JwksdError):
     """The state directory or the fallback file could not be used."""
+
+
+class SharedCacheError(JwksdError):
+    """A Redis operation of the shared cache failed or timed out; never fatal."""

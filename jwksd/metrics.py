@@ -15,6 +15,10 @@ REFRESH_OUTCOMES = ("success", "unchanged", "fetch_error", "rejected_document")
 AWS_OPERATIONS = ("GetSecretValue",)
 AWS_COMMON_CODES = ("ok", "ThrottlingException", "AccessDeniedException", "ResourceNotFoundException",
                     "InternalServiceError", "timeout", "network")
+UPSTREAM_RESULTS = ("200", "304", "3xx", "4xx", "5xx", "timeout", "network")
+SHARED_CACHE_EVENTS = ("hit", "miss", "stale", "lease_acquired", "lease_waited", "lease_timeout", "write",
+                       "invalid_entry", "bad_hmac", "unavailable")
+SHARED_CACHE_OPERATIONS = ("read", "lease", "write", "release")
 REQUEST_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 REFRESH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -59,6 +63,15 @@ class Metrics:
                              registry=r)
         self.max_staleness = Gauge("jwksd_max_staleness_seconds",
                                    "refresh.max_staleness_s in force: the staleness budget.", registry=r)
+        self.upstream_requests = Counter("jwksd_upstream_requests", "Requests to upstream JWKS URLs, retries "
+                                         "included, by source and result.", ["source", "result"], registry=r)
+        self.shared_cache_events = Counter("jwksd_shared_cache_events", "What each refresh found in the shared "
+                                           "cache, by source and event.", ["source", "event"], registry=r)
+        self.shared_cache_errors = Counter("jwksd_shared_cache_errors", "Redis operations that failed or timed "
+                                           "out (the replica then fetches directly), by operation.",
+                                           ["operation"], registry=r)
+        self.shared_cache_up = Gauge("jwksd_shared_cache_up", "1 while the shared cache answers, 0 while the "
+                                     "replica fetches directly.", registry=r)
         self.build_info = Info("jwksd_build", "Version of jwksd and of Python.", registry=r)
         self.build_info.info({"version": __version__, "python_version": platform.python_version()})
         for source in SERVED_SOURCES:
@@ -68,6 +81,8 @@ class Metrics:
                 self.aws_calls.labels(operation, code)
         for operation in ("read", "write"):
             self.state_errors.labels(operation)
+        for operation in SHARED_CACHE_OPERATIONS:
+            self.shared_cache_errors.labels(operation)
         for outcome in ("applied", "rejected"):
             self.config_reloads.labels(outcome)
         self._sources: set[str] = set()

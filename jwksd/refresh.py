@@ -1,7 +1,10 @@
 """The background refresh: fetch from every source, validate, merge, swap the snapshot, persist it.
 
 One task runs :meth:`Refresher.run`; it alone calls :meth:`Refresher.refresh`, so at most one
-refresh is in flight. Requests and SIGUSR1 only wake it. The schedule uses the monotonic clock.
+refresh is in flight. Requests and SIGUSR1 only wake it, and a woken refresh asks every source.
+Each source has its own schedule on the loop's monotonic clock: ``interval_s`` (or what its last
+fetch asked for, see ``Fetch.refresh_in_s``) with jitter after a success, capped backoff after a
+failure; a timer tick asks only the sources that are due.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from jwksd.validate import KeySet, validate_document
 
 log = structlog.get_logger("jwksd.refresh")
 
+DUE_SLACK_S = 0.001  # a timer may fire a hair before the due time it was set for
+
 Key = Mapping[str, Any]
 
 
@@ -49,6 +54,9 @@ class SourceState:
     last_success: float | None = None
     last_error: ErrorInfo | None = None
     failing: bool = False
+    failures: int = 0  # consecutive failed fetches
+    due: float = 0.0  # loop time of the next scheduled fetch
+    seeded: bool = False  # keys read back from last-known-good; the source has not delivered since start
 
 
 def key_id(key: Key) -> str:
@@ -75,7 +83,7 @@ class Refresher:
     """Owns the schedule and every source's state; swaps the store's snapshot on change."""
 
     def __init__(self, config: LiveConfig, sources: Sequence[Source], store: Store, metrics: Metrics, clock: Clock,
-                 *, rng: random.Random | None = None) -> None:
+                 *, rng: random.Random | None = None, seed: Mapping[str, Sequence[Key]] | None = None) -> None:
         self.live = config
         self.sources = list(sources)  # in the order of config.sources
         self.store = store
@@ -83,6 +91,11 @@ class Refresher:
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self.states = {source.name: SourceState(source.name) for source in self.sources}
+        for name, keys in (seed or {}).items():
+            # A source still failing after a restart keeps its share of the set from last-known-good.
+            if name in self.states:
+                self.states[name].keys, self.states[name].seeded = tuple(keys), True
+        self._persisted_sources: dict[str, tuple[Key, ...]] | None = None
         self.running = False
         self.failures = 0
         self.completed = 0  # refreshes finished, for tests and health
@@ -127,30 +140,41 @@ class Refresher:
         async with self._done:
             await self._done.wait_for(lambda: self.completed >= count)
 
-    def next_delay_s(self) -> float:
-        """Interval with ±jitter after success; capped exponential backoff with jitter after failure."""
+    def source_delay_s(self, state: SourceState, refresh_in_s: float | None = None) -> float:
+        """After a success: ``refresh_in_s`` or interval_s, ±jitter; after failures: capped backoff with jitter."""
         refresh = self.config.refresh
-        if self.failures == 0:
-            return refresh.interval_s * self.rng.uniform(1 - refresh.jitter, 1 + refresh.jitter)
-        ceiling = min(refresh.retry_cap_s, refresh.interval_s, refresh.retry_base_s * 2 ** (self.failures - 1))
+        if state.failures == 0:
+            base = refresh.interval_s if refresh_in_s is None else refresh_in_s
+            return base * self.rng.uniform(1 - refresh.jitter, 1 + refresh.jitter)
+        ceiling = min(refresh.retry_cap_s, refresh.interval_s, refresh.retry_base_s * 2 ** (state.failures - 1))
         return self.rng.uniform(ceiling / 2, ceiling)
 
+    def next_delay_s(self) -> float:
+        """Seconds until the first source is due."""
+        now = asyncio.get_running_loop().time()
+        return max(0.0, min(state.due for state in self.states.values()) - now)
+
     async def run(self) -> None:
-        """Refresh at once, then on schedule or when woken, until cancelled."""
+        """Refresh every source at once, then each when due or all when woken, until cancelled."""
+        woken = True
         while True:
             self._wake.clear()
-            await self.refresh()
+            await self.refresh(everything=woken)
+            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.next_delay_s())
+                woken = True
 
-    async def refresh(self) -> None:
-        """One refresh of every source, then one swap of the served set, then one log line."""
+    async def refresh(self, *, everything: bool = True) -> None:
+        """One refresh of every source (or only the due ones), one swap of the served set, one log line."""
         self.running = True
         started = time.perf_counter()
         try:
-            outcomes = {source.name: await self._refresh_source(source) for source in self.sources}
-            ok = all(outcome in ("success", "unchanged") for outcome in outcomes.values())
-            self.failures = 0 if ok else self.failures + 1
+            now = asyncio.get_running_loop().time()
+            due = [s for s in self.sources if everything or self.states[s.name].due <= now + DUE_SLACK_S]
+            outcomes = {source.name: await self._refresh_source(source) for source in due}
+            ok = not any(state.failing for state in self.states.values())
+            self.failures = max(state.failures for state in self.states.values())
             self.store.failing = not ok
             added, removed = await self._publish()
             snapshot = self.store.snapshot
@@ -177,12 +201,14 @@ class Refresher:
         state = self.states[source.name]
         started = time.perf_counter()
         outcome = "fetch_error"
+        refresh_in_s: float | None = None
         try:
             fetched = await source.fetch()
             keys = await asyncio.to_thread(self._validate_fetch, source.name, fetched)
             outcome = "unchanged" if state.keys is not None and _same(keys, state.keys) else "success"
-            state.keys, state.version = keys, fetched.version
-            state.last_success, state.failing = self.clock.time(), False
+            state.keys, state.version, state.seeded = keys, fetched.version, False
+            state.last_success, state.failing, state.failures = self.clock.time(), False, 0
+            refresh_in_s = fetched.refresh_in_s
             self.metrics.last_success.labels(source.name).set(state.last_success)
         except SourceError as exc:
             self._record_error(state, exc.code, exc.message)
@@ -190,6 +216,7 @@ class Refresher:
             outcome = "rejected_document"
             self._record_error(state, exc.reason, exc.detail)
         finally:
+            state.due = asyncio.get_running_loop().time() + self.source_delay_s(state, refresh_in_s)
             self.metrics.refreshes.labels(source.name, outcome).inc()
             self.metrics.refresh_duration.labels(source.name).observe(time.perf_counter() - started)
         return outcome
@@ -197,6 +224,7 @@ class Refresher:
     def _record_error(self, state: SourceState, code: str, message: str) -> None:
         state.last_error = ErrorInfo(code, message, self.clock.time())
         state.failing = True
+        state.failures += 1
         self.metrics.last_failure.labels(state.name).set(state.last_error.at)
         self.metrics.last_error.labels(state.name).info({"code": code})
 
@@ -229,18 +257,20 @@ class Refresher:
     async def _publish(self) -> tuple[list[str], list[str]]:
         """Swap in the union of every source's last good keys, persisting it when it changed.
 
-        Returns the kids added and removed. With no source delivered yet, last-known-good or
-        fallback stays in place.
+        Returns the kids added and removed. Until some source delivers, last-known-good or fallback
+        stays in place; after that, a source that has not delivered yet keeps its last-known-good share.
         """
-        delivered = [(state.name, state.keys) for state in self.states.values() if state.keys is not None]
-        if not delivered:
+        if all(state.keys is None or state.seeded for state in self.states.values()):
             return [], []
-        keys = merge(delivered)
+        by_source = {state.name: state.keys for state in self.states.values() if state.keys is not None}
+        keys = merge(list(by_source.items()))
         current = self.store.snapshot
         if current is not None and _same(current.keys, keys):
             # Same content: keep the bytes, ETag and Last-Modified; only the confirmation time moves.
             self.store.swap(current.confirmed(self.clock))
             if current.origin == "fresh":
+                if by_source != self._persisted_sources:
+                    await self._persist(current.keys, current.fetched_at, current.changed_at, by_source)
                 return [], []
         else:
             self.store.swap(build_snapshot(keys, "fresh", self.clock))
@@ -251,16 +281,19 @@ class Refresher:
         self.metrics.kids_removed.inc(len(removed))
         self.metrics.keys_served.set(len(snapshot.kids))
         self.metrics.set_serving("fresh")
-        if self.config.state.state_dir is not None:
-            await self._persist(snapshot.keys, snapshot.fetched_at, snapshot.changed_at)
+        await self._persist(snapshot.keys, snapshot.fetched_at, snapshot.changed_at, by_source)
         return added, removed
 
-    async def _persist(self, keys: tuple[Key, ...], fetched_at: float, changed_at: float) -> None:
+    async def _persist(self, keys: tuple[Key, ...], fetched_at: float, changed_at: float,
+                       by_source: dict[str, tuple[Key, ...]]) -> None:
+        """Write the served set and each source's share, so a restart can seed every source (see state.py)."""
         state_dir = self.config.state.state_dir
-        assert state_dir is not None
+        if state_dir is None:
+            return
         try:
             await asyncio.to_thread(save_last_known_good, state_dir, keys, fetched_at=fetched_at,
-                                    changed_at=changed_at)
+                                    changed_at=changed_at, sources=by_source)
+            self._persisted_sources = dict(by_source)
         except StateError as exc:
             self.metrics.state_errors.labels("write").inc()
             log.error("state_write_failed", message=str(exc))

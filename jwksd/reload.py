@@ -16,11 +16,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, METRICS, REFRESHER, close_sources
+from jwksd.app import CONFIG, METRICS, REFRESHER, close_sources, open_app_source
 from jwksd.config import Config
 from jwksd.errors import ConfigError, JwksdError, StateError
 from jwksd.log import set_level
-from jwksd.sources import Source, open_source
+from jwksd.sources import Source
 from jwksd.state import load_fallback
 from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
@@ -76,7 +76,7 @@ async def _open_sources(app: web.Application, old: Config, new: Config) -> tuple
     try:
         for source_config in new.sources:
             if source_config not in current:
-                opened[source_config] = await open_source(source_config, app[METRICS])
+                opened[source_config] = await open_app_source(app, new, source_config)
     except BaseException:
         await close_sources(opened.values())
         raise

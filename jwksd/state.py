@@ -1,12 +1,18 @@
-"""The files behind rungs 3 and 4 of the ladder: the last-known-good snapshot and the fallback key file."""
+"""The files behind rungs 3 and 4 of the ladder: the last-known-good snapshot and the fallback key file.
+
+The last-known-good file is the served set (``keys``) plus, in its metadata, each source's own
+share, so that after a restart a source that is still failing keeps its keys once another source
+delivers. It is a union of validated documents, so on reading it back every key is validated
+again with the per-document size and count limits lifted (two full documents may make one file).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,8 @@ from jwksd.validate import KeySet, validate_document
 
 LKG_NAME = "last-known-good.json"
 META = "jwksd_last_known_good"
+LKG_MAX_BYTES = 16 * 1024 * 1024
+LKG_MAX_KEYS = 10000
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,8 @@ class LastKnownGood:
     keyset: KeySet
     fetched_at: float
     changed_at: float
+    sources: Mapping[str, KeySet] = field(default_factory=dict)  # each source's share, when recorded
+    skipped: tuple[str, ...] = ()  # problems with a source's share, which is then left out
 
 
 def lkg_path(state_dir: Path) -> Path:
@@ -33,9 +43,12 @@ def lkg_path(state_dir: Path) -> Path:
 
 
 def save_last_known_good(state_dir: Path, keys: tuple[Mapping[str, Any], ...], *, fetched_at: float,
-                         changed_at: float) -> None:
+                         changed_at: float, sources: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
     """Write atomically: a temp file in the same directory, fsync, rename, fsync the directory."""
-    document = {META: {"fetched_at": fetched_at, "changed_at": changed_at}, "keys": list(keys)}
+    meta: dict[str, Any] = {"fetched_at": fetched_at, "changed_at": changed_at}
+    if sources is not None:
+        meta["sources"] = {name: {"keys": list(share)} for name, share in sources.items()}
+    document = {META: meta, "keys": list(keys)}
     data = json.dumps(document, separators=(",", ":"), sort_keys=False).encode()
     target = lkg_path(state_dir)
     try:
@@ -61,6 +74,7 @@ def save_last_known_good(state_dir: Path, keys: tuple[Mapping[str, Any], ...], *
 def load_last_known_good(state_dir: Path, validation: ValidationConfig) -> LastKnownGood | None:
     """Read and re-validate the snapshot; None when there is none. A bad file raises StateError."""
     path = lkg_path(state_dir)
+    validation = replace(validation, max_document_bytes=LKG_MAX_BYTES, max_keys=LKG_MAX_KEYS)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -72,13 +86,31 @@ def load_last_known_good(state_dir: Path, validation: ValidationConfig) -> LastK
     except DocumentRejected as exc:
         raise StateError(f"{str(path)!r} is not a valid key set ({exc.reason}: {exc.detail})") from exc
     fetched_at = changed_at = path.stat().st_mtime
+    meta: Any = {}
     try:
         meta = json.loads(data).get(META, {})
         fetched_at = float(meta.get("fetched_at", fetched_at))
         changed_at = float(meta.get("changed_at", changed_at))
     except (ValueError, TypeError, AttributeError):
         pass  # the keys were valid; times fall back to the file's mtime
-    return LastKnownGood(keyset=keyset, fetched_at=fetched_at, changed_at=changed_at)
+    sources, skipped = _read_shares(meta, validation)
+    return LastKnownGood(keyset=keyset, fetched_at=fetched_at, changed_at=changed_at, sources=sources,
+                         skipped=skipped)
+
+
+def _read_shares(meta: Any, validation: ValidationConfig) -> tuple[dict[str, KeySet], tuple[str, ...]]:
+    """Each source's share, validated again; a bad one is left out and named."""
+    shares = meta.get("sources") if isinstance(meta, dict) else None
+    if not isinstance(shares, dict):
+        return {}, ()
+    sources: dict[str, KeySet] = {}
+    skipped: list[str] = []
+    for name, share in shares.items():
+        try:
+            sources[str(name)] = validate_document(json.dumps(share).encode(), validation)
+        except DocumentRejected as exc:
+            skipped.append(f"source {str(name)!r}: {exc.reason}: {exc.detail}")
+    return sources, tuple(skipped)
 
 
 def load_fallback(path: Path, validation: ValidationConfig) -> KeySet:

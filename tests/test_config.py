@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from jwksd.config import FileSourceConfig, Listen, SecretsManagerSourceConfig, load_config, load_validation_config
+from jwksd.config import (
+    FileSourceConfig,
+    HttpSourceConfig,
+    Listen,
+    SecretsManagerSourceConfig,
+    SharedCacheConfig,
+    load_config,
+    load_validation_config,
+)
 from jwksd.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "jwksd.example.toml"
@@ -147,3 +155,43 @@ def test_validation_section_only(tmp_path: Path) -> None:
     path.write_text("[validation]\nrequire_thumbprint_kid = true\nmax_keys = 5\n")
     validation = load_validation_config(path)
     assert (validation.require_thumbprint_kid, validation.max_keys) == (True, 5)
+
+
+def test_http_source_requires_https(tmp_path: Path) -> None:
+    """Plain http is refused, even for loopback, unless allow_insecure_loopback is set; never for other hosts."""
+    assert problems('[source]\nkind = "http"\nurl = "http://127.0.0.1:9/jwks.json"\n', tmp_path) == [
+        "source.url = 'http://127.0.0.1:9/jwks.json': expected an https:// URL (plain http only with "
+        "allow_insecure_loopback = true and a loopback host)"]
+    assert problems('[source]\nkind = "http"\nurl = "http://10.0.0.1/jwks.json"\nallow_insecure_loopback = true\n',
+                    tmp_path)[0].startswith("source.url = 'http://10.0.0.1/jwks.json': expected an https:// URL")
+    config = load_config(None, {"JWKSD_SOURCE_KIND": "http", "JWKSD_SOURCE_URL": "https://idp.example/jwks"})
+    assert config.sources == (HttpSourceConfig(url="https://idp.example/jwks"),)
+
+
+def test_http_source_refresh_bounds(tmp_path: Path) -> None:
+    """min_refresh_s above max_refresh_s is refused by name."""
+    found = problems('[source]\nkind = "http"\nurl = "https://idp.example/j"\nmin_refresh_s = 600\n'
+                     'max_refresh_s = 60\n', tmp_path)
+    assert found == ["source.max_refresh_s = 60: expected at least min_refresh_s (600)"]
+
+
+def test_shared_cache_section(tmp_path: Path) -> None:
+    """[shared_cache] is off by default, on with a redis:// URL; JWKSD_SHARED_CACHE_URL overrides it."""
+    assert not load_config(None, {"JWKSD_SECRET_ID": "s"}).shared_cache.enabled
+    config = load_config(None, {"JWKSD_SECRET_ID": "s", "JWKSD_SHARED_CACHE_URL": "redis://:pw@10.0.0.5:6380/2"})
+    assert config.shared_cache == SharedCacheConfig(url="redis://:pw@10.0.0.5:6380/2")
+    assert config.shared_cache.safe_url == "redis://10.0.0.5:6380/2"
+
+
+def test_shared_cache_problems(tmp_path: Path) -> None:
+    """A bad URL is named without its password; a lease as long as the interval is refused."""
+    found = problems('[source]\nsecret_id = "s"\n[refresh]\ninterval_s = 10\n[shared_cache]\n'
+                     'url = "http://user:secret@cache:6379/0"\nlease_s = 10\nttl = 3\n', tmp_path)
+    assert found == [
+        "shared_cache.url = 'http://user:***@cache:6379/0': expected redis://host:port/db (or rediss:// for TLS), "
+        "or empty for off",
+        "shared_cache.ttl: unknown key",
+    ]
+    found = problems('[source]\nsecret_id = "s"\n[refresh]\ninterval_s = 10\n[shared_cache]\n'
+                     'url = "redis://cache:6379/0"\nlease_s = 10\n', tmp_path)
+    assert found == ["shared_cache.lease_s = 10: expected less than refresh.interval_s (10)"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from jwksd.config import FileSourceConfig, SecretsManagerSourceConfig, SourceConfig
+from jwksd.config import FileSourceConfig, HttpSourceConfig, SecretsManagerSourceConfig, SourceConfig
 from jwksd.metrics import Metrics
 
 
@@ -25,9 +25,14 @@ class Document:
 
 @dataclass(frozen=True)
 class Fetch:
-    """Everything one fetch brought back; documents in priority order (the first wins a kid conflict)."""
+    """Everything one fetch brought back; documents in priority order (the first wins a kid conflict).
+
+    ``refresh_in_s`` is the source's wish for when to be asked again (an upstream's clamped
+    max-age, or what is left of a shared entry's freshness); None means ``refresh.interval_s``.
+    """
 
     documents: tuple[Document, ...]
+    refresh_in_s: float | None = None
 
     @property
     def version(self) -> str:
@@ -48,8 +53,8 @@ class Source(Protocol):
         ...
 
 
-async def open_source(config: SourceConfig, metrics: Metrics) -> Source:
-    """Create and connect the source that ``config`` describes."""
+async def open_source(config: SourceConfig, metrics: Metrics, *, max_document_bytes: int = 65536) -> Source:
+    """Create and connect the source that ``config`` describes (a body larger than the limit is cut short)."""
     if isinstance(config, SecretsManagerSourceConfig):
         from jwksd.sources.secretsmanager import SecretsManagerSource
 
@@ -58,4 +63,8 @@ async def open_source(config: SourceConfig, metrics: Metrics) -> Source:
         from jwksd.sources.file import FileSource
 
         return FileSource(config)
+    if isinstance(config, HttpSourceConfig):
+        from jwksd.sources.http import HttpSource
+
+        return HttpSource(config, metrics, max_document_bytes=max_document_bytes)
     raise TypeError(f"unknown source config {type(config).__name__}")

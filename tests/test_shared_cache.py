@@ -1,0 +1,253 @@
+"""The shared cache: replicas on one real redis-server and the moto server, AWS calls counted by a proxy.
+
+The replicas share one FakeClock, so "an interval passes" is ``clock.advance`` and every replica
+refreshes at the same instant: the worst case for the lease, and no test waits on wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from jwksd.app import METRICS
+from jwksd.config import Config, SharedCacheConfig
+from jwksd.errors import ConfigError
+from jwksd.metrics import Metrics
+from jwksd.shared_cache import SharedCache
+from jwksd.store import SystemClock
+from tests.conftest import FakeClock, Secrets, free_port
+from tests.counting_proxy import CountingProxy
+from tests.daemon_helpers import get_jwks, kids_of, refresh_now, sm_config, start
+from tests.keys import jwk_set, rsa_jwk, rsa_key
+from tests.redis_server import RedisServer
+
+Client = TestClient[web.Request, web.Application]
+INTERVAL_S = 60.0
+SOURCE = "secretsmanager"
+HMAC_KEY = b"k" * 40
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for this module."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis(redis_server: RedisServer) -> RedisServer:
+    """The module's redis-server, running and empty."""
+    if not redis_server.running:
+        redis_server.start()
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server
+
+
+@pytest.fixture
+def hmac_key_file(tmp_path: Path) -> Path:
+    """A 40-byte HMAC key, newline-terminated as an editor leaves it."""
+    path = tmp_path / "hmac.key"
+    path.write_bytes(HMAC_KEY + b"\n")
+    return path
+
+
+@pytest.fixture
+async def proxy(moto_endpoint: str) -> AsyncIterator[CountingProxy]:
+    """Counts what reaches the moto server."""
+    counting = CountingProxy(moto_endpoint)
+    await counting.start()
+    yield counting
+    await counting.close()
+
+
+def key(index: int, kid: str | None = None) -> dict[str, Any]:
+    return rsa_jwk(rsa_key(index), kid or f"key-{index}")
+
+
+def metric(client: Client, name: str, **labels: str) -> float:
+    value = client.server.app[METRICS].registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
+
+
+def fleet_config(endpoint: str, secret: str, redis_url: str | None, *, hmac_key_file: Path | None = None,
+                 namespace: str = "fleet") -> Config:
+    config = sm_config(endpoint, secret, interval_s=INTERVAL_S, version_stages=("AWSCURRENT",))
+    if redis_url is None:
+        return config
+    return replace(config, shared_cache=SharedCacheConfig(url=redis_url, namespace=namespace, lease_s=5.0,
+                                                          hmac_key_file=hmac_key_file, timeout_s=0.5))
+
+
+async def start_fleet(aiohttp_client: Any, config: Config, clock: FakeClock, size: int) -> list[Client]:
+    return [await start(aiohttp_client, config, clock=clock, metrics=Metrics()) for _ in range(size)]
+
+
+async def interval_passes(fleet: list[Client], clock: FakeClock) -> None:
+    """An interval passes and every replica refreshes at once."""
+    clock.advance(INTERVAL_S)
+    await asyncio.gather(*(refresh_now(client) for client in fleet))
+
+
+async def health_of(client: Client) -> dict[str, Any]:
+    async with client.get("/health") as response:
+        body: dict[str, Any] = await response.json(content_type=None)
+        return body
+
+
+def seal(payload: bytes, *, key: bytes | None, redis_key: str) -> bytes:
+    """An entry as the wire format says: magic, HMAC-SHA256 over the Redis key and payload, payload."""
+    mac = hmac.new(key, redis_key.encode() + b"\n" + payload, hashlib.sha256).hexdigest().encode() if key else b"-"
+    return b"jwksd-entry-1 " + mac + b" " + payload
+
+
+def entry_payload(clock: FakeClock, content: bytes) -> bytes:
+    return json.dumps({"source": SOURCE, "fetched_at": clock.time(), "fresh_for_s": INTERVAL_S,
+                       "documents": [{"label": "AWSCURRENT", "required": True, "version": "evil",
+                                      "content": base64.b64encode(content).decode()}]}).encode()
+
+
+async def test_five_replicas_share_one_call_per_interval(aiohttp_client: Any, secrets: Secrets, redis: RedisServer,
+                                                         proxy: CountingProxy, clock: FakeClock) -> None:
+    """Five replicas over ten intervals make eleven GetSecretValue calls (one at start, one per interval), not 55."""
+    secret = secrets.create(jwk_set(key(0)))
+    fleet = await start_fleet(aiohttp_client, fleet_config(proxy.url, secret, redis.url), clock, 5)
+    assert proxy.calls["GetSecretValue"] == 1
+    for round_ in range(10):
+        if round_ == 5:
+            secrets.put(secret, jwk_set(key(1)))  # a rotation reaches every replica through the shared entry
+        await interval_passes(fleet, clock)
+    assert proxy.calls["GetSecretValue"] == 11
+    assert sum(metric(c, "jwksd_shared_cache_events_total", source=SOURCE, event="write") for c in fleet) == 11
+    for client in fleet:
+        status, headers, body = await get_jwks(client)
+        assert (status, kids_of(body), headers["X-JWKS-Source"]) == (200, ["key-1"], "fresh")
+        assert metric(client, "jwksd_aws_calls_total", operation="GetSecretValue", code="ok") <= 11
+
+
+async def test_without_shared_cache_every_replica_calls(aiohttp_client: Any, secrets: Secrets, proxy: CountingProxy,
+                                                        clock: FakeClock) -> None:
+    """The control: the same five replicas without Redis make one call each per interval."""
+    secret = secrets.create(jwk_set(key(0)))
+    fleet = await start_fleet(aiohttp_client, fleet_config(proxy.url, secret, None), clock, 5)
+    for _ in range(10):
+        await interval_passes(fleet, clock)
+    assert proxy.calls["GetSecretValue"] == 55
+
+
+async def test_redis_outage_falls_back_then_sharing_resumes(aiohttp_client: Any, secrets: Secrets,
+                                                            redis: RedisServer, proxy: CountingProxy,
+                                                            clock: FakeClock) -> None:
+    """Redis stopped: every replica serves and fetches directly, health warns; Redis back: one call per interval."""
+    secret = secrets.create(jwk_set(key(0)))
+    fleet = await start_fleet(aiohttp_client, fleet_config(proxy.url, secret, redis.url), clock, 5)
+    await interval_passes(fleet, clock)
+    assert proxy.calls["GetSecretValue"] == 2
+
+    redis.stop()
+    for _ in range(2):
+        before = proxy.calls["GetSecretValue"]
+        await interval_passes(fleet, clock)
+        assert proxy.calls["GetSecretValue"] - before == 5
+    for client in fleet:
+        status, headers, body = await get_jwks(client)
+        assert (status, kids_of(body), headers["X-JWKS-Source"]) == (200, ["key-0"], "fresh")
+        health = await health_of(client)
+        assert health["status"] == "warn"
+        assert health["checks"]["shared_cache"]["reachable"] is False
+        assert metric(client, "jwksd_shared_cache_up") == 0
+        assert metric(client, "jwksd_shared_cache_events_total", source=SOURCE, event="unavailable") >= 2
+
+    redis.start()
+    await interval_passes(fleet, clock)  # reconnects; the restarted Redis is empty
+    for _ in range(2):
+        before = proxy.calls["GetSecretValue"]
+        await interval_passes(fleet, clock)
+        assert proxy.calls["GetSecretValue"] - before == 1
+    for client in fleet:
+        assert (await health_of(client))["status"] == "pass"
+        assert metric(client, "jwksd_shared_cache_up") == 1
+
+
+async def test_redis_unreachable_at_start(aiohttp_client: Any, secrets: Secrets, clock: FakeClock) -> None:
+    """With nothing listening at the Redis URL a replica starts, fetches directly and says so in health."""
+    secret = secrets.create(jwk_set(key(0)))
+    config = fleet_config(secrets.endpoint, secret, f"redis://127.0.0.1:{free_port()}/0")
+    client = await start(aiohttp_client, config, clock=clock)
+    status, _, body = await get_jwks(client)
+    assert (status, kids_of(body)) == (200, ["key-0"])
+    health = await health_of(client)
+    assert health["status"] == "warn"
+    assert health["checks"]["shared_cache"]["last_error"]["message"].startswith("read: ")
+    assert metric(client, "jwksd_shared_cache_errors_total", operation="read") >= 1
+
+
+@pytest.mark.parametrize("tamper", ["bad_json", "private_key", "wrong_hmac", "no_hmac"])
+async def test_tampered_entry_refused_by_every_replica(aiohttp_client: Any, secrets: Secrets, redis: RedisServer,
+                                                       hmac_key_file: Path, tamper: str) -> None:
+    """Bad JSON, a private key or a wrong or missing HMAC in Redis is refused, counted and replaced, never served."""
+    clock = FakeClock()
+    secret = secrets.create(jwk_set(key(0)))
+    namespace = f"t-{uuid.uuid4().hex[:8]}"
+    fleet = await start_fleet(aiohttp_client, fleet_config(secrets.endpoint, secret, redis.url,
+                                                           hmac_key_file=hmac_key_file, namespace=namespace), clock, 3)
+    redis_key = f"{namespace}:entry:{SOURCE}"
+    private = {**key(2, "evil"), "d": base64.urlsafe_b64encode(b"\x01" * 256).rstrip(b"=").decode()}
+    evil = {
+        "bad_json": seal(b'{"source": "secretsmanager", ', key=HMAC_KEY, redis_key=redis_key),
+        "private_key": seal(entry_payload(clock, jwk_set(private).encode()), key=HMAC_KEY, redis_key=redis_key),
+        "wrong_hmac": seal(entry_payload(clock, jwk_set(key(2, "evil")).encode()), key=b"x" * 40,
+                           redis_key=redis_key),
+        "no_hmac": seal(entry_payload(clock, jwk_set(key(2, "evil")).encode()), key=None, redis_key=redis_key),
+    }[tamper]
+    event = "bad_hmac" if tamper in ("wrong_hmac", "no_hmac") else "invalid_entry"
+    with redis.client() as plain:
+        for client in fleet:
+            plain.set(redis_key, evil)
+            await refresh_now(client)
+            status, _, body = await get_jwks(client)
+            assert (status, kids_of(body)) == (200, ["key-0"])
+            assert b'"d"' not in body
+            assert metric(client, "jwksd_shared_cache_events_total", source=SOURCE, event=event) == 1
+            stored = plain.get(redis_key)
+            assert stored is not None and stored != evil  # replaced by the replica's own good fetch
+            assert stored.split(b" ", 2)[1] == seal(stored.split(b" ", 2)[2], key=HMAC_KEY,
+                                                   redis_key=redis_key).split(b" ", 2)[1]
+
+
+async def test_without_hmac_whoever_writes_redis_chooses_keys(aiohttp_client: Any, secrets: Secrets,
+                                                              redis: RedisServer, clock: FakeClock) -> None:
+    """Without hmac_key_file a valid entry written by anyone is served: what the README warns about."""
+    secret = secrets.create(jwk_set(key(0)))
+    client = await start(aiohttp_client, fleet_config(secrets.endpoint, secret, redis.url, namespace="open"),
+                         clock=clock)
+    with redis.client() as plain:
+        plain.set(f"open:entry:{SOURCE}", seal(entry_payload(clock, jwk_set(key(2, "chosen")).encode()), key=None,
+                                               redis_key=f"open:entry:{SOURCE}"))
+    await refresh_now(client)
+    assert kids_of((await get_jwks(client))[2]) == ["chosen"]
+
+
+def test_short_hmac_key_is_refused(tmp_path: Path) -> None:
+    """An HMAC key file with fewer than 32 bytes stops the daemon with a message naming it."""
+    key_file = tmp_path / "short.key"
+    key_file.write_bytes(b"too short\n")
+    config = SharedCacheConfig(url="redis://127.0.0.1:6379/0", hmac_key_file=key_file)
+    with pytest.raises(ConfigError) as info:
+        SharedCache.open(config, sm_config("http://x", "s").validation, Metrics(), SystemClock())
+    assert info.value.problems == [f"shared_cache.hmac_key_file = {str(key_file)!r}: expected at least 32 bytes "
+                                   "of key, found 9"]
