@@ -13,7 +13,14 @@ TEST_DEBS += redis-server:redis-server
 TEST_DEBS += wrk:wrk
 BENCH_DEBS ?= wrk:wrk /usr/sbin/nginx:nginx node:nodejs
 
-.PHONY: run test lint typecheck pytest deps clean bench
+# Reliability (issue 7): Node.js jose as a real verifier, unshare/mount for a full or read-only state dir.
+TEST_DEBS += node:nodejs npm:npm unshare:util-linux mount:mount
+NODE_DIR   := tests/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+FUZZ_SECONDS ?= 60
+
+.PHONY: run test lint typecheck pytest deps clean bench fuzz
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian's python3 has no venv module until python3-venv is installed.
@@ -35,7 +42,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy jwksd
 
-pytest: $(STAMP) deps
+# jose from the npm registry into tests/node/node_modules (git-ignored), exactly as locked.
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json | deps
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund
+	@touch $@
+
+$(FUZZ_STAMP): $(STAMP) setup.cfg
+	$(PY) -m pip install --quiet -e '.[fuzz]'
+	@touch $@
+
+# Coverage-guided fuzzing of the validator (atheris); crashes land in fuzz/crashes/.
+fuzz: $(FUZZ_STAMP)
+	@mkdir -p build/fuzz-corpus fuzz/crashes
+	$(PY) fuzz/fuzz_validate.py -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/jwk.dict \
+		-artifact_prefix=fuzz/crashes/ build/fuzz-corpus fuzz/corpus
+
+pytest: $(STAMP) deps $(NODE_STAMP) $(FUZZ_STAMP)
 	$(VENV)/bin/pytest
 
 test: lint typecheck pytest

@@ -235,6 +235,16 @@ def metrics_middleware(metrics: Metrics, paths: frozenset[str]) -> Any:
     return middleware
 
 
+@web.middleware
+async def refuse_bodies(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> web.StreamResponse:
+    """No route takes a request body: one is refused with 413 rather than ignored and answered with keys."""
+    if request.body_exists:
+        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0,
+                                            text="request bodies are not accepted", headers={hdrs.CONNECTION: "close"})
+    return await handler(request)
+
+
 async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
     """Rungs 3 and 4: install last-known-good, else the fallback file, before any fetch."""
     config, store, metrics = app[CONFIG].current, app[STORE], app[METRICS]
@@ -330,7 +340,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     metrics = metrics or Metrics()
     paths = frozenset(config.server.paths)
     metrics.prepare(sorted(paths), [s.name for s in config.sources], DROP_REASONS, REJECT_REASONS)
-    app = web.Application(client_max_size=1024, middlewares=[metrics_middleware(metrics, paths)],
+    app = web.Application(client_max_size=1024, middlewares=[metrics_middleware(metrics, paths), refuse_bodies],
                           handler_args={"max_line_size": config.server.max_line_size,
                                         "max_field_size": config.server.max_field_size,
                                         "max_headers": config.server.max_headers})

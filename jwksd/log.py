@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -32,6 +33,22 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     )
     # Libraries that log through the standard library (botocore, aiohttp) are kept to warnings.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientErrorFilter) for f in server_log.filters):
+        server_log.addFilter(ClientErrorFilter())
+
+
+class ClientErrorFilter(logging.Filter):
+    """Keep malformed requests out of the error log: aiohttp logs each with a traceback, though the client
+    already got its 4xx, so any client could flood the log. They show as ``bad_request`` at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= exc.code < 500:
+            structlog.get_logger("jwksd.http").debug("bad_request", status=exc.code,
+                                                     reason=str(exc.message).split("\n", 1)[0][:120])
+            return False
+        return True
 
 
 def set_level(level: str) -> None:
