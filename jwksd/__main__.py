@@ -1,4 +1,4 @@
-"""The command line: argv -> config -> logging -> run. Subcommands: serve, check-config, validate, demo."""
+"""The command line: argv -> config -> logging -> run. Subcommands: serve, check-config, validate, demo, keys."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from jwksd import __version__
 from jwksd.config import ValidationConfig, load_config, load_validation_config
 from jwksd.errors import ConfigError, DocumentRejected, JwksdError
 from jwksd.log import configure_logging
+from jwksd.rotation.cli import add_keys_parser, run_keys
 from jwksd.validate import validate_document
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("document", help="a file, or - for standard input")
     demo = commands.add_parser("demo", help="run against a local Secrets Manager (moto) with a generated key")
     demo.add_argument("--port", type=int, default=8080, help="port for the JWKS listener")
+    add_keys_parser(commands)
     return parser
 
 
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jwksd.demo import run_demo
 
         return run_demo(port=args.port)
+    if command == "keys":
+        return run_keys(args)
     return serve(getattr(args, "config", None))
 
 
@@ -92,14 +96,22 @@ def event_loop(setting: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | 
 
 
 def check_config(path: str | None) -> int:
-    """Print every problem, or a one-line summary of what would run."""
+    """Print every problem, or a one-line summary of what would run (a rotator's file needs no [source])."""
     try:
-        config = load_config(path)
+        config = load_config(path, need_source=False)
+        if not config.sources and config.rotation is None:
+            config = load_config(path)  # neither serving nor rotating: report what [source] lacks
     except ConfigError as exc:
         print(f"jwksd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    sources = ", ".join(s.name for s in config.sources)
-    print(f"config ok: listen {config.server.listen}, sources {sources}, refresh every {config.refresh.interval_s:g}s")
+    if config.sources:
+        sources = ", ".join(s.name for s in config.sources)
+        print(f"config ok: listen {config.server.listen}, sources {sources}, "
+              f"refresh every {config.refresh.interval_s:g}s")
+    if (rotation := config.rotation) is not None:
+        print(f"rotation ok: table {rotation.table}, backend {rotation.backend}, {rotation.key_spec} {rotation.alg}, "
+              f"rotate every {rotation.rotate_every_s}s, publish ahead {rotation.publish_ahead_s}s, "
+              f"retire grace {rotation.retire_grace_s}s")
     return EXIT_OK
 
 

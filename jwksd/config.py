@@ -22,7 +22,7 @@ DEFAULT_PATH = "/.well-known/jwks.json"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console", "auto")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
-SOURCE_KINDS = ("secretsmanager", "file", "http")
+SOURCE_KINDS = ("secretsmanager", "file", "http", "dynamodb")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,28 @@ class HttpSourceConfig:
     allow_insecure_loopback: bool = False
 
 
-SourceConfig = SecretsManagerSourceConfig | FileSourceConfig | HttpSourceConfig
+@dataclass(frozen=True)
+class DynamoDBSourceConfig:
+    """The key registry that ``jwksd keys rotate`` keeps, served directly (public keys come from KMS)."""
+
+    table: str = "jwksd-keys"
+    name: str = "dynamodb"
+    region: str | None = None
+    endpoint_url: str | None = None  # DynamoDB
+    kms_endpoint_url: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 5.0
+
+
+SourceConfig = SecretsManagerSourceConfig | FileSourceConfig | HttpSourceConfig | DynamoDBSourceConfig
+
+# KMS key specs jwksd rotates, and the JWS algorithms each can sign with (the first is the default).
+RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+KEY_SPEC_ALGS: dict[str, tuple[str, ...]] = {
+    "RSA_2048": RSA_ALGS, "RSA_3072": RSA_ALGS, "RSA_4096": RSA_ALGS,
+    "ECC_NIST_P256": ("ES256",), "ECC_NIST_P384": ("ES384",), "ECC_NIST_P521": ("ES512",),
+}
+ROTATION_BACKENDS = ("kms", "local")
 
 
 @dataclass(frozen=True)
@@ -185,6 +206,34 @@ class SystemdConfig:
 
 
 @dataclass(frozen=True)
+class RotationConfig:
+    """The key lifecycle policy of ``jwksd keys`` and where keys and their registry live.
+
+    Durations are whole seconds. Each ``*_endpoint_url`` is None for the AWS default.
+    """
+
+    table: str = "jwksd-keys"
+    backend: str = "kms"  # or "local": keys made here, private JWKs in Secrets Manager
+    # Local backend: one secret per key, <prefix>/<kid>.
+    private_secret_prefix: str = "jwksd/private-keys"  # noqa: S105 - a name, not a secret
+    publish_secret_id: str | None = None  # when set, every `keys rotate` also publishes the JWK Set there
+    verify_urls: tuple[str, ...] = ()
+    rotate_every_s: int = 30 * 86400
+    publish_ahead_s: int = 1500  # default 2 * refresh.max_age_s + refresh.interval_s
+    retire_grace_s: int = 48 * 3600
+    max_token_lifetime_s: int = 3600
+    deletion_window_days: int = 30
+    key_spec: str = "RSA_2048"
+    alg: str = "RS256"
+    region: str | None = None
+    dynamodb_endpoint_url: str | None = None
+    kms_endpoint_url: str | None = None
+    secretsmanager_endpoint_url: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, built once by :func:`load_config` and passed down."""
 
@@ -197,6 +246,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     shared_cache: SharedCacheConfig = field(default_factory=SharedCacheConfig)
+    rotation: RotationConfig | None = None  # only when the file has a [rotation] table
     path: Path | None = None
 
 
@@ -216,6 +266,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "JWKSD_SECRET_ID": ("source", "secret_id"),
     "JWKSD_SOURCE_FILE": ("source", "path"),
     "JWKSD_SOURCE_URL": ("source", "url"),
+    "JWKSD_SOURCE_TABLE": ("source", "table"),
     "JWKSD_REFRESH_INTERVAL_S": ("refresh", "interval_s"),
     "JWKSD_MAX_AGE_S": ("refresh", "max_age_s"),
     "JWKSD_STATE_DIR": ("state", "state_dir"),
@@ -356,6 +407,25 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
                 table["endpoint_url"] = endpoint
             if region and not table.get("region"):
                 table["region"] = region
+        elif isinstance(table, dict) and table.get("kind") == "dynamodb":
+            _aws_defaults(table, environ, {"endpoint_url": "DYNAMODB", "kms_endpoint_url": "KMS"})
+    if isinstance(data.get("rotation"), dict):
+        _aws_defaults(data["rotation"], environ, {"dynamodb_endpoint_url": "DYNAMODB", "kms_endpoint_url": "KMS",
+                                                  "secretsmanager_endpoint_url": "SECRETS_MANAGER"},
+                      shared="endpoint_url")
+
+
+def _aws_defaults(table: dict[str, Any], environ: Mapping[str, str], endpoints: Mapping[str, str], *,
+                  shared: str | None = None) -> None:
+    """Fill unset endpoints (the table's ``shared`` key, AWS_ENDPOINT_URL_<SERVICE>, AWS_ENDPOINT_URL) and region."""
+    for key, service in endpoints.items():
+        value = (table.get(key) or (table.get(shared) if shared else None)
+                 or environ.get(f"AWS_ENDPOINT_URL_{service}") or environ.get("AWS_ENDPOINT_URL"))
+        if value:
+            table[key] = value
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if region and not table.get("region"):
+        table["region"] = region
 
 
 def _source_tables(data: Mapping[str, Any]) -> list[Any]:
@@ -385,6 +455,16 @@ def _read_source(section: _Section) -> SourceConfig | None:
             result = FileSourceConfig(path=path, name=name)
     elif kind == "http":
         result = _read_http_source(section, name)
+    elif kind == "dynamodb":
+        result = DynamoDBSourceConfig(
+            table=section.string("table", "jwksd-keys") or "jwksd-keys",
+            name=name,
+            region=section.string("region", None),
+            endpoint_url=_url(section, "endpoint_url"),
+            kms_endpoint_url=_url(section, "kms_endpoint_url"),
+            connect_timeout_s=section.number("connect_timeout_s", 5.0),
+            read_timeout_s=section.number("read_timeout_s", 5.0),
+        )
     else:
         secret_id = section.string("secret_id", None)
         if secret_id is None:
@@ -566,6 +646,71 @@ def _read_systemd(environ: Mapping[str, str], problems: list[str]) -> SystemdCon
     return SystemdConfig(notify_socket=socket, watchdog_s=int(usec) / 1_000_000)
 
 
+def _url(section: _Section, key: str) -> str | None:
+    value = section.string(key, None)
+    if value is not None and not value.startswith(("http://", "https://")):
+        section.problem(key, value, "an http:// or https:// URL")
+        return None
+    return value
+
+
+def _read_rotation(data: Mapping[str, Any], problems: list[str], refresh: RefreshConfig) -> RotationConfig | None:
+    """The [rotation] table, its policy checked against the serving side's [refresh] (see README, Rotation)."""
+    if "rotation" not in data:
+        return None
+    section = _section(data, "rotation", problems)
+    key_spec = section.string("key_spec", "RSA_2048") or "RSA_2048"
+    if key_spec not in KEY_SPEC_ALGS:
+        section.problem("key_spec", key_spec, " or ".join(KEY_SPEC_ALGS))
+    algs = KEY_SPEC_ALGS.get(key_spec, RSA_ALGS)
+    alg = section.string("alg", algs[0]) or algs[0]
+    if key_spec in KEY_SPEC_ALGS and alg not in algs:
+        section.problem("alg", alg, f"an algorithm key_spec {key_spec!r} can sign with: {', '.join(algs)}")
+    max_age, interval = refresh.max_age_s, refresh.interval_s
+    publish_ahead = section.integer("publish_ahead_s", math.ceil(2 * max_age + interval))
+    if publish_ahead < max_age + interval:
+        section.problem("publish_ahead_s", publish_ahead, f"at least refresh.max_age_s + refresh.interval_s "
+                        f"({max_age + interval:g}), so every verifier holds a new key before it signs")
+    rotate_every = section.integer("rotate_every_s", 30 * 86400)
+    if rotate_every <= publish_ahead:
+        section.problem("rotate_every_s", rotate_every, f"more than rotation.publish_ahead_s ({publish_ahead}), "
+                        "or each new key would be due before it could be published")
+    lifetime = section.integer("max_token_lifetime_s", 3600)
+    grace = section.integer("retire_grace_s", 48 * 3600)
+    if grace <= lifetime + max_age:
+        section.problem("retire_grace_s", grace, f"more than rotation.max_token_lifetime_s + refresh.max_age_s "
+                        f"({lifetime + max_age:g}), so a retired key outlives every token it signed")
+    verify_urls = section.strings("verify_urls", ())
+    for url in verify_urls:
+        if not url.startswith(("http://", "https://")):
+            section.problem("verify_urls", list(verify_urls), "http:// or https:// URLs of served JWKS")
+            break
+    section.string("endpoint_url", None)  # spread over the three services by _aws_defaults
+    rotation = RotationConfig(
+        table=section.string("table", "jwksd-keys") or "jwksd-keys",
+        backend=section.string("backend", "kms", choices=ROTATION_BACKENDS) or "kms",
+        private_secret_prefix=(section.string("private_secret_prefix", "jwksd/private-keys")
+                               or "jwksd/private-keys").rstrip("/"),
+        publish_secret_id=section.string("publish_secret_id", None),
+        verify_urls=verify_urls,
+        rotate_every_s=rotate_every,
+        publish_ahead_s=publish_ahead,
+        retire_grace_s=grace,
+        max_token_lifetime_s=lifetime,
+        deletion_window_days=section.integer("deletion_window_days", 30, low=7, high=30),
+        key_spec=key_spec,
+        alg=alg,
+        region=section.string("region", None),
+        dynamodb_endpoint_url=_url(section, "dynamodb_endpoint_url"),
+        kms_endpoint_url=_url(section, "kms_endpoint_url"),
+        secretsmanager_endpoint_url=_url(section, "secretsmanager_endpoint_url"),
+        connect_timeout_s=section.number("connect_timeout_s", 5.0, high=60),
+        read_timeout_s=section.number("read_timeout_s", 10.0, high=120),
+    )
+    section.check_unknown()
+    return rotation
+
+
 def load_validation_config(path: str | Path) -> ValidationConfig:
     """Only the [validation] section of a config file (``jwksd validate --config``); raise ConfigError."""
     problems: list[str] = []
@@ -575,8 +720,12 @@ def load_validation_config(path: str | Path) -> ValidationConfig:
     return validation
 
 
-def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Build the configuration from ``path`` (or ``JWKSD_CONFIG``) and ``environ``; raise ConfigError."""
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None, *,
+                need_source: bool = True) -> Config:
+    """Build the configuration from ``path`` (or ``JWKSD_CONFIG``) and ``environ``; raise ConfigError.
+
+    ``need_source=False`` (``jwksd keys``, a rotator host) accepts a file with no [source] at all.
+    """
     environ = os.environ if environ is None else environ
     problems: list[str] = []
     file_path = Path(path) if path else (Path(environ["JWKSD_CONFIG"]) if environ.get("JWKSD_CONFIG") else None)
@@ -584,11 +733,13 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     if problems:
         raise ConfigError(problems)  # checking the rest against an empty file would only add noise
     _apply_environment(data, environ)
-    known = {"server", "source", "sources", "refresh", "http_cache", "state", "validation", "log", "shared_cache"}
+    known = {"server", "source", "sources", "refresh", "http_cache", "state", "validation", "log", "shared_cache",
+             "rotation"}
     for name in sorted(set(data) - known):
         problems.append(f"{name}: unknown section")
 
-    sources = _read_sources(data, problems)
+    has_source = "source" in data or "sources" in data
+    sources = _read_sources(data, problems) if need_source or has_source else ()
     server = _read_server(_section(data, "server", problems))
 
     section = _section(data, "refresh", problems)
@@ -618,6 +769,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
 
     validation = _read_validation(data, problems)
     shared_cache = _read_shared_cache(data, problems, refresh.interval_s)
+    rotation = _read_rotation(data, problems, refresh)
 
     section = _section(data, "log", problems)
     log = LogConfig(
@@ -631,4 +783,5 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     if problems:
         raise ConfigError(problems)
     return Config(sources=sources, server=server, refresh=refresh, http_cache=http_cache, state=state, systemd=systemd,
-                  validation=validation, log=log, shared_cache=shared_cache, path=file_path)
+                  validation=validation, log=log, shared_cache=shared_cache, rotation=rotation,
+                  path=file_path)

@@ -5,11 +5,13 @@
     ├── DocumentRejected     a key document that must not be served; carries a reason code
     ├── SourceError          a source could not deliver a document; carries a code and retryability
     ├── StateError           the last-known-good or fallback file could not be read or written
-    └── SharedCacheError     the shared cache (Redis) failed or timed out; the replica fetches directly
+    ├── SharedCacheError     the shared cache (Redis) failed or timed out; the replica fetches directly
+    └── RotationError        a key lifecycle step could not be done; carries a code and retryability
+        └── RegistryConflict another rotator changed the key registry first (a conditional write lost)
 
-Third-party exceptions are translated at one boundary each (botocore in sources/secretsmanager.py,
-aiohttp's client in sources/http.py, redis in shared_cache.py, the JSON parser in validate.py) and
-raised as these ``from`` the original.
+Third-party exceptions are translated at one boundary each (botocore in sources/secretsmanager.py
+and rotation/aws.py, aiohttp's client in sources/http.py, redis in shared_cache.py, the JSON parser
+in validate.py) and raised as these ``from`` the original.
 """
 
 from __future__ import annotations
@@ -60,3 +62,20 @@ class StateError(JwksdError):
 
 class SharedCacheError(JwksdError):
     """A Redis operation of the shared cache failed or timed out; never fatal."""
+
+
+class RotationError(JwksdError):
+    """A ``jwksd keys`` step or a registry read failed; ``code`` is short and stable (an AWS error code or ours)."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        super().__init__(f"{code}: {message}")
+
+
+class RegistryConflict(RotationError):
+    """A conditional write to the key registry lost to another rotator; re-read, and do nothing."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("conflict", message)

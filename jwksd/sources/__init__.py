@@ -9,7 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from jwksd.config import FileSourceConfig, HttpSourceConfig, SecretsManagerSourceConfig, SourceConfig
+from jwksd.config import (
+    DynamoDBSourceConfig,
+    FileSourceConfig,
+    HttpSourceConfig,
+    SecretsManagerSourceConfig,
+    SourceConfig,
+)
 from jwksd.metrics import Metrics
 
 
@@ -67,4 +73,8 @@ async def open_source(config: SourceConfig, metrics: Metrics, *, max_document_by
         from jwksd.sources.http import HttpSource
 
         return HttpSource(config, metrics, max_document_bytes=max_document_bytes)
+    if isinstance(config, DynamoDBSourceConfig):
+        from jwksd.sources.dynamodb import DynamoDBSource
+
+        return await DynamoDBSource.open(config, metrics)
     raise TypeError(f"unknown source config {type(config).__name__}")

@@ -1,0 +1,48 @@
+"""Where private keys live: the Backend protocol that ``kms.py`` and ``local.py`` implement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jwksd.errors import RotationError
+from jwksd.rotation.policy import KeyRecord
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: its reference, its public JWK (kid = thumbprint), whether the registry keeps that JWK."""
+
+    key_ref: str
+    jwk: dict[str, Any]
+    store_public: bool
+
+
+class Backend(Protocol):
+    """Makes, uses and destroys signing keys; never hands out a private key."""
+
+    name: str
+
+    async def create(self, version: int) -> NewKey:
+        """Make a key pair for registry ``version``."""
+        ...
+
+    async def public_jwk(self, record: KeyRecord) -> dict[str, Any]:
+        """The public JWK of a recorded key, its kid checked against the record."""
+        ...
+
+    async def sign(self, record: KeyRecord, data: bytes) -> bytes:
+        """A JWS signature (raw R‖S for ECDSA) over ``data`` with the recorded key."""
+        ...
+
+    async def destroy(self, key_ref: str, window_days: int) -> None:
+        """Schedule the key's deletion after ``window_days``; done already counts as done."""
+        ...
+
+
+def check_kid(jwk: dict[str, Any], record: KeyRecord) -> dict[str, Any]:
+    """``jwk`` if its thumbprint is the record's kid, else RotationError: the registry and the key disagree."""
+    if jwk.get("kid") != record.kid:
+        raise RotationError("kid_mismatch", f"registry version {record.version}: the key's thumbprint is not the "
+                                            "recorded kid")
+    return jwk

@@ -1,0 +1,143 @@
+"""``jwksd keys ...``: init-table, rotate, list, publish, sign. Argument parsing here; the work in the step modules.
+
+Each command reads only the [rotation] section (and [refresh], which its policy is checked
+against), so a rotator host needs no [source]. Change lines go to stdout, logs to stderr.
+Exit codes: 0 done, 1 failed or held back by --verify-url, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from jwksd.config import Config, RotationConfig, load_config
+from jwksd.errors import ConfigError, RotationError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_keys_parser(commands: Any) -> None:
+    """Register ``keys`` and its subcommands on the top-level subparsers."""
+    keys = commands.add_parser("keys", help="rotate, list, publish and sign with the keys of the [rotation] registry")
+    sub = keys.add_subparsers(dest="keys_command", required=True)
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(name, help=text)
+        parser.add_argument("--config", help="TOML config file with a [rotation] section (default: $JWKSD_CONFIG)")
+        return parser
+
+    command("init-table", "create the DynamoDB registry table (config/jwksd-keys-table.json)")
+    rotate = command("rotate", "one idempotent step of the key lifecycle")
+    rotate.add_argument("--now", help="act as if it were this ISO 8601 time (default: the clock)")
+    rotate.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    rotate.add_argument("--verify-url", action="append", default=[], metavar="URL",
+                        help="promote only once this JWKS URL serves the pending kid (repeatable)")
+    listing = command("list", "the keys, their states and times")
+    listing.add_argument("--json", action="store_true", help="one JSON array")
+    publish = command("publish", "write the published keys to a Secrets Manager secret when they changed")
+    publish.add_argument("--secret-id", help="the secret (default: rotation.publish_secret_id)")
+    sign = command("sign", "print a JWT signed by the active key")
+    sign.add_argument("--claims", required=True, help='a JSON object, e.g. \'{"sub": "svc"}\'')
+    sign.add_argument("--ttl-s", type=int, help="lifetime (default and maximum: rotation.max_token_lifetime_s)")
+    sign.add_argument("--now", help="the iat, as an ISO 8601 time (default: the clock)")
+
+
+def parse_now(text: str | None) -> int:
+    """Unix seconds of an ISO 8601 time with a zone (``Z`` or an offset); the clock when None."""
+    if text is None:
+        return int(time.time())
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ConfigError([f"--now = {text!r}: expected an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00Z"])
+    return int(moment.timestamp())
+
+
+def load_rotation(path: str | None) -> tuple[Config, RotationConfig]:
+    """The config without needing a [source]; ConfigError when it has no [rotation]."""
+    config = load_config(path, need_source=False)
+    if config.rotation is None:
+        raise ConfigError(["rotation: missing: expected a [rotation] table (every key in it has a default)"])
+    return config, config.rotation
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    """Run one ``keys`` subcommand; print problems and return an exit code."""
+    from jwksd.log import configure_logging
+
+    try:
+        config, rotation = load_rotation(args.config)
+        now = parse_now(getattr(args, "now", None))
+        claims = _claims(args.claims) if args.keys_command == "sign" else {}
+    except ConfigError as exc:
+        print(f"jwksd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(config.log.level, config.log.format, stream=sys.stderr)
+    try:
+        return asyncio.run(_run(args, rotation, now, claims))
+    except RotationError as exc:
+        print(f"jwksd keys {args.keys_command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _claims(text: str) -> dict[str, Any]:
+    try:
+        claims = json.loads(text)
+    except ValueError:
+        claims = None
+    if not isinstance(claims, dict):
+        raise ConfigError(["--claims: expected a JSON object, e.g. '{\"sub\": \"svc\"}'"])
+    return claims
+
+
+async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claims: dict[str, Any]) -> int:
+    from jwksd.rotation.keyring import open_keyring
+    from jwksd.rotation.publish import publish
+    from jwksd.rotation.rotate import rotate
+    from jwksd.rotation.sign import sign_jwt
+
+    command = args.keys_command
+    secret_id = getattr(args, "secret_id", None) or config.publish_secret_id
+    if command == "publish" and not secret_id:
+        print("jwksd keys publish: expected --secret-id or rotation.publish_secret_id", file=sys.stderr)
+        return EXIT_USAGE
+    async with open_keyring(config, publish=command == "publish") as ring:
+        if command == "init-table":
+            created = await ring.registry.create_table()
+            print(f"{'created' if created else 'exists already'}: table {config.table}")
+        elif command == "rotate":
+            result = await rotate(ring, now, dry_run=args.dry_run, verify_urls=[*config.verify_urls, *args.verify_url])
+            print("\n".join(result.lines))
+            if config.publish_secret_id and not args.dry_run:
+                print(await publish(ring, config.publish_secret_id))
+            return EXIT_FAILED if result.held else EXIT_OK
+        elif command == "list":
+            _print_records(await ring.registry.records(), as_json=args.json)
+        elif command == "publish" and secret_id:
+            print(await publish(ring, secret_id))
+        elif command == "sign":
+            print(await sign_jwt(ring, claims, now=now, ttl_s=args.ttl_s))
+    return EXIT_OK
+
+
+def _print_records(records: Any, *, as_json: bool) -> None:
+    from jwksd.rotation.rotate import iso
+
+    rows = [{"version": r.version, "status": r.status, "kid": r.kid, "alg": r.alg, "backend": r.backend,
+             "key_ref": r.key_ref, "created": iso(r.created), "publish_from": iso(r.publish_from),
+             "activated": iso(r.activated), "retired": iso(r.retired), "expires": iso(r.expires),
+             "expired": iso(r.expired)} for r in records]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    columns = ("version", "status", "kid", "alg", "created", "activated", "retired", "expires")
+    widths = {c: max([len(c), *(len(str(row[c])) for row in rows)]) for c in columns}
+    for row in [{c: c.upper() for c in columns}, *rows]:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in columns).rstrip())

@@ -1,0 +1,66 @@
+"""The ``local`` backend: key pairs made here with ``cryptography``; each private JWK in a secret of its own.
+
+The secret is ``<private_secret_prefix>/<kid>``: one secret per key means creating it cannot
+overwrite another rotator's key, and deleting it is DeleteSecret with a recovery window, like KMS.
+The public JWK is kept in the registry item, so the daemon never needs the private secrets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from jwksd.config import RotationConfig
+from jwksd.errors import RotationError
+from jwksd.rotation.aws import Client
+from jwksd.rotation.backends import NewKey, check_kid
+from jwksd.rotation.keys import generate, load_private_jwk, private_jwk, public_jwk, sign_local
+from jwksd.rotation.policy import KeyRecord
+
+PUBLIC_MEMBERS = ("kid", "use", "alg", "kty", "crv", "n", "e", "x", "y")
+
+
+class LocalBackend:
+    """Signing keys whose private halves live in Secrets Manager."""
+
+    name = "local"
+
+    def __init__(self, secrets: Client, config: RotationConfig) -> None:
+        self.secrets = secrets
+        self.config = config
+
+    async def create(self, version: int) -> NewKey:
+        private = await asyncio.to_thread(generate, self.config.key_spec)  # RSA generation takes a while
+        secret = private_jwk(private, self.config.alg)
+        public = {name: secret[name] for name in PUBLIC_MEMBERS if name in secret}
+        response = await self.secrets.call(
+            "CreateSecret", Name=f"{self.config.private_secret_prefix}/{public['kid']}",
+            SecretString=json.dumps(secret),
+            Description=f"jwksd private signing key, version {version} of registry {self.config.table}",
+            Tags=[{"Key": "jwksd-table", "Value": self.config.table}, {"Key": "jwksd-kid", "Value": public["kid"]}])
+        return NewKey(str(response["ARN"]), public, store_public=True)
+
+    async def public_jwk(self, record: KeyRecord) -> dict[str, Any]:
+        if record.public_jwk is None:
+            raise RotationError("bad_item", f"registry version {record.version}: a local key without public_jwk")
+        return check_kid(dict(record.public_jwk), record)
+
+    async def sign(self, record: KeyRecord, data: bytes) -> bytes:
+        response = await self.secrets.call("GetSecretValue", SecretId=record.key_ref)
+        try:
+            jwk = json.loads(response.get("SecretString") or "")
+        except ValueError as exc:
+            raise RotationError("bad_private_key", f"registry version {record.version}: the private key secret "
+                                                   "is not JSON") from exc
+        private = load_private_jwk(jwk)
+        check_kid(public_jwk(private.public_key(), record.alg), record)
+        return sign_local(private, record.alg, data)
+
+    async def destroy(self, key_ref: str, window_days: int) -> None:
+        try:
+            await self.secrets.call("DeleteSecret", SecretId=key_ref, RecoveryWindowInDays=window_days)
+        except RotationError as exc:
+            # Not found: gone already. InvalidRequest: already scheduled for deletion.
+            if exc.code not in ("ResourceNotFoundException", "InvalidRequestException"):
+                raise

@@ -1,0 +1,46 @@
+"""``jwksd keys publish``: the published keys (pending, active, retired) as a JWK Set in a Secrets Manager secret.
+
+Written only when it changed, so the secret's versions mark the rotation's steps and a daemon
+reading it serves exactly the registry's published set.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jwksd.errors import RotationError
+from jwksd.rotation.keyring import Keyring
+from jwksd.rotation.policy import published
+
+
+async def published_jwks(ring: Keyring) -> list[dict[str, Any]]:
+    """The public JWKs of the published keys, newest first."""
+    return [await ring.backend.public_jwk(record) for record in published(await ring.registry.records())]
+
+
+async def publish(ring: Keyring, secret_id: str) -> str:
+    """Write the JWK Set to ``secret_id`` (created if missing) unless it already holds it; one line saying which."""
+    if ring.secrets is None:
+        raise RotationError("no_client", "publishing needs a Secrets Manager client")
+    keys = await published_jwks(ring)
+    if not keys:
+        return f"nothing to publish: {ring.config.table} has no published key yet"
+    document = {"keys": keys}
+    kids = ",".join(key["kid"] for key in keys)
+    try:
+        current = await ring.secrets.call("GetSecretValue", SecretId=secret_id)
+    except RotationError as exc:
+        if exc.code != "ResourceNotFoundException":
+            raise
+        await ring.secrets.call("CreateSecret", Name=secret_id, SecretString=json.dumps(document),
+                                Description=f"jwksd: the published keys of registry {ring.config.table}")
+        return f"published {len(keys)} keys to new secret {secret_id}: {kids}"
+    try:
+        unchanged = json.loads(current.get("SecretString") or "null") == document
+    except ValueError:
+        unchanged = False
+    if unchanged:
+        return f"unchanged: {secret_id} already holds the {len(keys)} published keys"
+    await ring.secrets.call("PutSecretValue", SecretId=secret_id, SecretString=json.dumps(document))
+    return f"published {len(keys)} keys to {secret_id}: {kids}"

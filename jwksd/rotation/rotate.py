@@ -1,0 +1,142 @@
+"""One step of the lifecycle at ``now`` (``jwksd keys rotate``): read, plan, apply, one line per change.
+
+Idempotent: a step with nothing due changes nothing. A lost conditional write means another
+rotator acted first: the step re-reads, checks the registry is consistent, and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import structlog
+
+from jwksd.errors import RegistryConflict, RotationError
+from jwksd.rotation.keyring import Keyring
+from jwksd.rotation.policy import Create, Expire, KeyRecord, Plan, Promote, inconsistencies, plan, single
+
+log = structlog.get_logger("jwksd.rotation")
+VERIFY_TIMEOUT_S = 10.0
+
+
+@dataclass
+class StepResult:
+    """The lines printed for a step; ``held`` when --verify-url kept a due promotion back."""
+
+    lines: list[str] = field(default_factory=list)
+    held: bool = False
+    conflict: bool = False
+
+    def say(self, change: str, record: KeyRecord | int, kid: str | None = None, *, error: bool = False,
+            **detail: Any) -> None:
+        version = record if isinstance(record, int) else record.version
+        kid = kid if kid is not None or isinstance(record, int) else record.kid
+        words = [change, f"v{version}", *([f"kid={kid}"] if kid else []), *(f"{k}={v}" for k, v in detail.items())]
+        self.lines.append(" ".join(words))
+        (log.error if error else log.info)("key_rotation", change=change, version=version, kid=kid, **detail)
+
+
+def iso(at: int | float | None) -> str:
+    """Unix seconds as an ISO 8601 UTC time, ``-`` for None."""
+    return "-" if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
+async def rotate(ring: Keyring, now: int, *, dry_run: bool = False, verify_urls: Sequence[str] = ()) -> StepResult:
+    """Apply every action due at ``now`` (none when ``dry_run``: the lines then say what would happen)."""
+    records = await _consistent_records(ring)
+    steps = plan(records, now, ring.policy)
+    result = StepResult()
+    try:
+        for action in steps.actions:
+            if isinstance(action, Expire):
+                await _expire(ring, action.record, now, result, dry_run)
+            elif isinstance(action, Promote):
+                await _promote(ring, action, now, result, dry_run, verify_urls=verify_urls)
+            elif isinstance(action, Create):
+                await _create(ring, action.version, now, result, dry_run)
+    except RegistryConflict as exc:
+        result.conflict = True
+        result.lines.append(f"conflict: {exc.message}; re-read it, nothing more to do")
+        log.warning("key_rotation_conflict", message=exc.message)
+        await _consistent_records(ring)
+    if not steps.actions:
+        result.lines.append(_idle(records, steps))
+    return result
+
+
+async def _consistent_records(ring: Keyring) -> list[KeyRecord]:
+    records = await ring.registry.records()
+    problems = inconsistencies(records)
+    if problems:
+        raise RotationError("registry_inconsistent", f"{ring.config.table}: {'; '.join(problems)}. No change made; "
+                                                     "repair the registry by hand")
+    return records
+
+
+def _idle(records: Sequence[KeyRecord], steps: Plan) -> str:
+    active = single(records, "active")
+    now_line = f"active v{active.version} kid={active.kid}" if active else "no active key"
+    return f"nothing to do: {now_line}, next change due {iso(steps.next_due)}"
+
+
+async def _expire(ring: Keyring, record: KeyRecord, now: int, result: StepResult, dry_run: bool) -> None:
+    window = ring.config.deletion_window_days
+    if not dry_run:
+        # Deletion first: if the status write is lost or never happens, the next step repeats both.
+        await ring.backend.destroy(record.key_ref, window)
+        await ring.registry.expire(record, now)
+    result.say("would expire" if dry_run else "expired", record, deletion_in_days=window)
+
+
+async def _promote(ring: Keyring, action: Promote, now: int, result: StepResult, dry_run: bool, *,
+                   verify_urls: Sequence[str]) -> None:
+    pending, active = action.pending, action.active
+    for url in verify_urls:
+        reason = await _not_served(url, pending.kid)
+        if reason is not None:
+            result.held = True
+            result.say("held", pending, error=True, reason=f"'{reason}'", url=url)
+            return
+    if not dry_run:
+        await ring.registry.promote(pending, active, now, ring.policy.retire_grace_s)
+    result.say("would activate" if dry_run else "activated", pending)
+    if active is not None:
+        result.say("would retire" if dry_run else "retired", active, expires=iso(now + ring.policy.retire_grace_s))
+
+
+async def _create(ring: Keyring, version: int, now: int, result: StepResult, dry_run: bool) -> None:
+    ready = iso(now + ring.policy.publish_ahead_s)
+    if dry_run:
+        result.say("would create", version, state="pending", active_from=f"{ready}-or-later")
+        return
+    new = await ring.backend.create(version)
+    record = KeyRecord(version=version, kid=new.jwk["kid"], status="pending", backend=ring.backend.name,
+                       key_ref=new.key_ref, alg=ring.config.alg, key_spec=ring.config.key_spec, created=now,
+                       publish_from=now, public_jwk=new.jwk if new.store_public else None)
+    try:
+        await ring.registry.add(record)
+    except RegistryConflict:
+        await ring.backend.destroy(new.key_ref, ring.config.deletion_window_days)  # never recorded, never used
+        raise
+    result.say("created", record, state="pending", key=new.key_ref, active_from=f"{ready}-or-later")
+
+
+async def _not_served(url: str, kid: str) -> str | None:
+    """Why ``url`` does not serve ``kid`` (None when it does)."""
+    try:
+        timeout = aiohttp.ClientTimeout(total=VERIFY_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+            if response.status != 200:
+                return f"HTTP {response.status}"
+            document = json.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"cannot fetch: {type(exc).__name__}"
+    except ValueError:
+        return "not JSON"
+    keys = document.get("keys") if isinstance(document, dict) else None
+    kids = {key.get("kid") for key in keys if isinstance(key, dict)} if isinstance(keys, list) else set()
+    return None if kid in kids else "the pending kid is not served there"

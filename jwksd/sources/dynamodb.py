@@ -1,0 +1,93 @@
+"""The key registry of ``jwksd keys rotate`` as a source: its pending, active and retired keys as one JWK Set.
+
+Public keys of KMS keys are fetched with GetPublicKey once per kid and kept in memory (they never
+change); local-backend keys carry their public JWK in the item. A registry or KMS failure fails
+the fetch, so the last good set stays served. A retired key whose KMS key is already being deleted
+is left out: the rotator is in the middle of expiring it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import AsyncExitStack
+from typing import Any
+
+import structlog
+
+from jwksd.config import DynamoDBSourceConfig
+from jwksd.errors import RotationError, SourceError
+from jwksd.metrics import AWS_COMMON_CODES, Metrics
+from jwksd.rotation.aws import Client, open_client
+from jwksd.rotation.backends import check_kid
+from jwksd.rotation.kms import kms_public_jwk
+from jwksd.rotation.policy import KeyRecord, published
+from jwksd.rotation.registry import Registry
+from jwksd.sources import Document, Fetch
+
+log = structlog.get_logger("jwksd.sources.dynamodb")
+
+OPERATIONS = ("Scan", "GetPublicKey")
+BEING_DELETED = frozenset({"KMSInvalidStateException", "NotFoundException"})
+
+
+class DynamoDBSource:
+    """Reads one registry table; asks KMS only for kids it has not seen."""
+
+    def __init__(self, config: DynamoDBSourceConfig, registry: Registry, kms: Client, stack: AsyncExitStack) -> None:
+        self.name = config.name
+        self.config = config
+        self.registry = registry
+        self._kms = kms
+        self._stack = stack
+        self._public: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    async def open(cls, config: DynamoDBSourceConfig, metrics: Metrics) -> DynamoDBSource:
+        """Create the DynamoDB and KMS clients once; one attempt per call, the refresh loop retries."""
+        for operation in OPERATIONS:
+            for code in AWS_COMMON_CODES:
+                metrics.aws_calls.labels(operation, code)
+
+        def count(operation: str, code: str) -> None:
+            metrics.aws_calls.labels(operation, code).inc()
+
+        stack = AsyncExitStack()
+        try:
+            clients = [await open_client(stack, service, region=config.region, endpoint_url=endpoint,
+                                         connect_timeout_s=config.connect_timeout_s,
+                                         read_timeout_s=config.read_timeout_s, attempts=1, on_call=count)
+                       for service, endpoint in (("dynamodb", config.endpoint_url), ("kms", config.kms_endpoint_url))]
+        except RotationError as exc:
+            await stack.aclose()
+            raise SourceError(exc.code, exc.message, retryable=False) from exc
+        return cls(config, Registry(clients[0], config.table), clients[1], stack)
+
+    async def fetch(self) -> Fetch:
+        try:
+            records = published(await self.registry.records())
+            keys = [jwk for jwk in [await self._jwk(record) for record in records] if jwk is not None]
+        except RotationError as exc:
+            raise SourceError(exc.code, f"{self.config.table}: {exc.message}", retryable=exc.retryable) from exc
+        self._public = {kid: jwk for kid, jwk in self._public.items() if any(r.kid == kid for r in records)}
+        content = json.dumps({"keys": keys}).encode()
+        state = ",".join(f"{r.version}:{r.status}" for r in records)
+        return Fetch((Document(label=self.config.table, content=content, required=True,
+                               version=hashlib.sha256(state.encode()).hexdigest()[:16]),))
+
+    async def _jwk(self, record: KeyRecord) -> dict[str, Any] | None:
+        if record.public_jwk is not None:
+            return check_kid(dict(record.public_jwk), record)
+        if record.kid not in self._public:
+            try:
+                jwk = await kms_public_jwk(self._kms, record.key_ref, record.alg)
+            except RotationError as exc:
+                if record.status == "retired" and exc.code in BEING_DELETED:
+                    log.warning("retired_key_unavailable", version=record.version, kid=record.kid, code=exc.code)
+                    return None
+                raise
+            self._public[record.kid] = check_kid(jwk, record)
+        return self._public[record.kid]
+
+    async def close(self) -> None:
+        await self._stack.aclose()
