@@ -183,6 +183,29 @@ async def test_redis_outage_falls_back_then_sharing_resumes(aiohttp_client: Any,
         assert metric(client, "jwksd_shared_cache_up") == 1
 
 
+async def test_slow_redis_times_out_and_fetches_directly(aiohttp_client: Any, secrets: Secrets, redis: RedisServer,
+                                                          proxy: CountingProxy, clock: FakeClock) -> None:
+    """Redis slower than timeout_s (every client paused) counts as down; afterwards no reply is read out of turn."""
+    secret = secrets.create(jwk_set(key(0)))
+    fleet = await start_fleet(aiohttp_client, fleet_config(proxy.url, secret, redis.url), clock, 2)
+    with redis.client() as plain:
+        plain.execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        before = proxy.calls["GetSecretValue"]
+        await interval_passes(fleet, clock)
+        assert proxy.calls["GetSecretValue"] - before == 2
+        for client in fleet:
+            assert (await health_of(client))["checks"]["shared_cache"]["last_error"]["message"] == "read: TimeoutError"
+            assert metric(client, "jwksd_shared_cache_errors_total", operation="read") == 1
+        assert plain.ping()  # answered once the pause is over
+    for _ in range(2):
+        before = proxy.calls["GetSecretValue"]
+        await interval_passes(fleet, clock)
+        assert proxy.calls["GetSecretValue"] - before == 1
+    for client in fleet:
+        assert kids_of((await get_jwks(client))[2]) == ["key-0"]
+        assert (await health_of(client))["status"] == "pass"
+
+
 async def test_redis_unreachable_at_start(aiohttp_client: Any, secrets: Secrets, clock: FakeClock) -> None:
     """With nothing listening at the Redis URL a replica starts, fetches directly and says so in health."""
     secret = secrets.create(jwk_set(key(0)))
