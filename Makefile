@@ -5,8 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages the tests talk to for real, as command:package pairs.
 TEST_DEBS ?=
-# Operations (issue 3): a real Prometheus and promtool, systemd-analyze, setpriv for the unprivileged run.
-TEST_DEBS += /usr/bin/prometheus:prometheus promtool:prometheus systemd-analyze:systemd setpriv:util-linux
+# Operations (issue 3): a real Prometheus and promtool, systemd-analyze, and setpriv with a python3.11
+# that an unprivileged user can run, for the wheel test.
+TEST_DEBS += /usr/bin/prometheus:prometheus promtool:prometheus systemd-analyze:systemd setpriv:util-linux \
+	/usr/bin/python3.11:python3.11
 # Fleet (issue 5): a real Redis for the shared cache tests.
 TEST_DEBS += redis-server:redis-server
 # Benchmarks (issue 6): the smoke test drives wrk; `make bench` also needs nginx and Node.js.

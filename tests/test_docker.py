@@ -1,0 +1,161 @@
+"""The Docker sidecar without a Docker engine: the Dockerfile parses and says what it must, and the wheel its
+build stage makes runs the way the image runs it (only JWKSD_* variables, an unprivileged numeric user,
+nothing writable but the state directory), answering /readyz and the image's HEALTHCHECK."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dockerfile_parse import DockerfileParser
+
+from tests.conftest import free_port
+from tests.keys import jwk_set, rsa_jwk, rsa_key
+from tests.process import Daemon, http_get
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTRUCTIONS = {"FROM", "ARG", "WORKDIR", "COPY", "RUN", "ENV", "USER", "VOLUME", "EXPOSE", "STOPSIGNAL",
+                "HEALTHCHECK", "ENTRYPOINT", "CMD", "LABEL", "COMMENT"}
+NOBODY = 65534
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"  # the daemon runs with no PATH
+DEBIAN_PYTHON = "/usr/bin/python3.11"  # readable by nobody, unlike a python under /root
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> DockerfileParser:
+    with (ROOT / "Dockerfile").open("rb") as handle:
+        return DockerfileParser(fileobj=handle, cache_content=True)
+
+
+def instructions(parser: DockerfileParser, name: str, *, final: bool = True) -> list[str]:
+    """The values of one instruction, in the final stage only unless ``final`` is False."""
+    structure: list[dict[str, Any]] = parser.structure
+    last_from = max(i for i, item in enumerate(structure) if item["instruction"] == "FROM")
+    return [item["value"] for i, item in enumerate(structure)
+            if item["instruction"] == name and (not final or i > last_from)]
+
+
+def healthcheck_argv(parser: DockerfileParser) -> list[str]:
+    (value,) = instructions(parser, "HEALTHCHECK")
+    argv: list[str] = json.loads(value[value.index("CMD") + 3:])
+    return argv
+
+
+def test_dockerfile_parses_and_has_what_a_sidecar_needs(dockerfile: DockerfileParser) -> None:
+    """Multi-stage on slim Python, numeric non-root USER, both ports, SIGTERM, a /readyz HEALTHCHECK, JWKSD_* env."""
+    structure = dockerfile.structure
+    assert {item["instruction"] for item in structure} <= INSTRUCTIONS
+    assert dockerfile.is_multistage
+    assert all(image.startswith("python:3.11-slim") for image in dockerfile.parent_images)
+    assert "pip wheel" in " ".join(instructions(dockerfile, "RUN", final=False))
+    assert "--find-links /wheels jwksd" in " ".join(instructions(dockerfile, "RUN"))
+    (user,) = instructions(dockerfile, "USER")
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit() and gid.isdigit() and int(uid) != 0 and int(gid) != 0
+    assert instructions(dockerfile, "EXPOSE") == ["8080 9464"]
+    assert instructions(dockerfile, "STOPSIGNAL") == ["SIGTERM"]
+    assert "/readyz" in " ".join(healthcheck_argv(dockerfile))
+    assert json.loads(instructions(dockerfile, "ENTRYPOINT")[0]) == ["jwksd"]
+    assert json.loads(instructions(dockerfile, "CMD")[0]) == ["serve"]
+    assert json.loads(instructions(dockerfile, "VOLUME")[0]) == [dockerfile.envs["JWKSD_STATE_DIR"]]
+    assert {name for name in dockerfile.envs if not name.startswith("PYTHON")} == {
+        "JWKSD_LISTEN", "JWKSD_METRICS_LISTEN", "JWKSD_STATE_DIR", "JWKSD_LOG_FORMAT"}
+
+
+def test_build_context_holds_what_the_dockerfile_copies(dockerfile: DockerfileParser) -> None:
+    """Each COPY source exists and is let through .dockerignore (which keeps .venv and tests out)."""
+    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.startswith("!")}
+    for value in instructions(dockerfile, "COPY", final=False):
+        *sources, _ = shlex.split(value)
+        for source in sources:
+            assert (ROOT / source).exists() and source in allowed, source
+
+
+@pytest.fixture(scope="module")
+def installed(dockerfile: DockerfileParser) -> Iterator[Path]:
+    """The wheel built from exactly what the build stage copies, installed into a fresh venv of Debian's python3.11.
+
+    The wheel's dependencies are resolved with no package index against the test venv's, reached through
+    a .pth line; jwksd itself is only the wheel's. The tree is root-owned and world-readable: read-only to nobody.
+    """
+    top = Path(tempfile.mkdtemp(prefix="jwksd-wheel-"))
+    try:
+        top.chmod(0o755)
+        context = top / "context"
+        context.mkdir()
+        for value in instructions(dockerfile, "COPY", final=False):
+            *sources, _ = shlex.split(value)
+            for source in sources:
+                (shutil.copytree if (ROOT / source).is_dir() else shutil.copy2)(ROOT / source, context / source)
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+        subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(top / "dist"),
+                        str(context)], check=True, timeout=120, capture_output=True)
+        (wheel,) = (top / "dist").glob("jwksd-*.whl")
+        subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", str(top / "venv")], check=True, timeout=60)
+        python = top / "venv" / "bin" / "python"
+        purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                 check=True, capture_output=True, text=True).stdout.strip()
+        dependencies = [path for path in sys.path if path.endswith("site-packages")]
+        Path(purelib, "test-dependencies.pth").write_text("\n".join(dependencies) + "\n")
+        installing = subprocess.run([*pip, "--python", str(python), "install", "--no-index", str(wheel)],
+                                    timeout=120, capture_output=True, text=True, check=False)
+        assert installing.returncode == 0, installing.stderr
+        yield top / "venv"
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def as_nobody(*argv: str) -> list[str]:
+    return [SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs", *argv]
+
+
+def test_wheel_serves_as_nobody_with_only_jwksd_variables(installed: Path, dockerfile: DockerfileParser) -> None:
+    """The image's own environment (listeners on loopback here) plus a file source: /readyz and HEALTHCHECK pass."""
+    work = Path(tempfile.mkdtemp(prefix="jwksd-run-"))
+    try:
+        work.chmod(0o755)
+        readonly = work / "cwd"
+        readonly.mkdir(mode=0o555)
+        state = work / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, NOBODY, NOBODY)
+        keys = work / "keys.json"
+        keys.write_text(jwk_set(rsa_jwk(rsa_key(0), "k1")))
+        keys.chmod(0o644)
+        env = {**dockerfile.envs, "JWKSD_LISTEN": f"127.0.0.1:{free_port()}",
+               "JWKSD_METRICS_LISTEN": f"127.0.0.1:{free_port()}", "JWKSD_STATE_DIR": str(state),
+               "JWKSD_SOURCE_KIND": "file", "JWKSD_SOURCE_FILE": str(keys)}
+        assert all(name.startswith(("JWKSD_", "PYTHON")) for name in env)
+        daemon = Daemon(env, work / "jwksd.log", cwd=readonly, argv=as_nobody(str(installed / "bin" / "jwksd"),
+                                                                                    "serve"))
+        try:
+            daemon.wait_ready()
+            assert b'"k1"' in http_get(daemon.url("/.well-known/jwks.json"))[1]
+            where = subprocess.run(as_nobody(str(installed / "bin" / "python"), "-c",
+                                             "import jwksd; print(jwksd.__file__)"),
+                                   capture_output=True, text=True, check=True, cwd=readonly, env=env).stdout
+            assert where.startswith(str(installed))  # the wheel's jwksd, not the source tree
+            health = {**env, "PATH": str(installed / "bin")}  # `python` is the image's python
+            check = subprocess.run(as_nobody(*healthcheck_argv(dockerfile)), env=health, cwd=readonly,
+                                   capture_output=True, timeout=10, check=False)
+            assert check.returncode == 0, check.stderr
+            closed = {**health, "JWKSD_LISTEN": f"127.0.0.1:{free_port()}"}
+            assert subprocess.run(as_nobody(*healthcheck_argv(dockerfile)), env=closed, capture_output=True,
+                                  timeout=10, check=False).returncode != 0
+            (written,) = state.iterdir()  # the only file it wrote, as nobody
+            assert (written.name, written.stat().st_uid) == ("last-known-good.json", NOBODY)
+            assert daemon.stop() == 0
+        finally:
+            daemon.kill()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
