@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,7 @@ from jwksd.jwk import thumbprint
 from jwksd.metrics import Metrics
 from jwksd.sources import Fetch, Source
 from jwksd.state import save_last_known_good
-from jwksd.store import Clock, Store, build_snapshot
+from jwksd.store import Clock, Snapshot, Store, build_snapshot
 from jwksd.validate import KeySet, validate_document
 
 log = structlog.get_logger("jwksd.refresh")
@@ -176,12 +177,15 @@ class Refresher:
             ok = not any(state.failing for state in self.states.values())
             self.failures = max(state.failures for state in self.states.values())
             self.store.failing = not ok
-            added, removed = await self._publish()
+            added, removed = await self._publish(confirmed=ok)
             snapshot = self.store.snapshot
+            served = self.store.served_source(self.config.refresh.max_age_s)
+            if served is not None:
+                self.metrics.set_serving(served)  # stale while a source fails, not only fresh on a change
             fields: dict[str, Any] = {
                 "outcome": _overall(outcomes.values()), "sources": outcomes, "added": added, "removed": removed,
                 "kids": len(snapshot.kids) if snapshot else 0,
-                "served": self.store.served_source(self.config.refresh.max_age_s) or "none",
+                "served": served or "none",
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             }
             if ok:
@@ -254,7 +258,7 @@ class Refresher:
             log.warning("key_dropped", source=name, document=label, kid=dropped.kid, reason=dropped.reason,
                         detail=dropped.detail)
 
-    async def _publish(self) -> tuple[list[str], list[str]]:
+    async def _publish(self, *, confirmed: bool = True) -> tuple[list[str], list[str]]:
         """Swap in the union of every source's last good keys, persisting it when it changed.
 
         Returns the kids added and removed. Until some source delivers, last-known-good or fallback
@@ -266,14 +270,16 @@ class Refresher:
         keys = merge(list(by_source.items()))
         current = self.store.snapshot
         if current is not None and _same(current.keys, keys):
-            # Same content: keep the bytes, ETag and Last-Modified; only the confirmation time moves.
-            self.store.swap(current.confirmed(self.clock))
+            # Same content: keep the bytes, ETag and Last-Modified; only the confirmation time moves, and
+            # only when every source answered: a failed refresh confirms nothing, so the age keeps growing.
+            if confirmed or current.origin != "fresh":
+                self.store.swap(current.confirmed(self.clock))
             if current.origin == "fresh":
                 if by_source != self._persisted_sources:
                     await self._persist(current.keys, current.fetched_at, current.changed_at, by_source)
                 return [], []
         else:
-            self.store.swap(build_snapshot(keys, "fresh", self.clock))
+            self.store.swap(build_snapshot(keys, "fresh", self.clock, changed_at=_next_change(current, self.clock)))
         snapshot = self.store.snapshot
         assert snapshot is not None
         before = set(current.kids) if current else set()
@@ -297,6 +303,15 @@ class Refresher:
         except StateError as exc:
             self.metrics.state_errors.labels("write").inc()
             log.error("state_write_failed", message=str(exc))
+
+
+def _next_change(current: Snapshot | None, clock: Clock) -> float | None:
+    """Last-Modified of a new set: now, but always a later second than the set it replaces.
+
+    Otherwise a cache's If-Modified-Since would match the newer set (304) when two changes fall in
+    one second or the wall clock steps back.
+    """
+    return None if current is None else max(clock.time(), math.floor(current.changed_at) + 1.0)
 
 
 def _same(a: Sequence[Key], b: Sequence[Key]) -> bool:

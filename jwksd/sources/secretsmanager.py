@@ -15,7 +15,14 @@ from typing import Any
 import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
 
 from jwksd.config import SecretsManagerSourceConfig
 from jwksd.errors import SourceError
@@ -125,6 +132,9 @@ class SecretsManagerSource:
             code = "timeout"
             raise SourceError(code, f"{OPERATION} {stage}: no complete answer within {deadline:g}s",
                               retryable=True) from exc
+        except (ConnectTimeoutError, ReadTimeoutError) as exc:  # botocore's own, per connect or read
+            code = "timeout"
+            raise SourceError(code, f"{OPERATION} {stage}: {exc}", retryable=True) from exc
         except NoCredentialsError as exc:
             code = "NoCredentials"
             raise SourceError(code, "no AWS credentials found in the standard chain", retryable=False) from exc
