@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jwksd.errors import RotationError
+from jwksd.jwk import thumbprint
 from jwksd.rotation.policy import KeyRecord
 
 
@@ -41,8 +42,8 @@ class Backend(Protocol):
 
 
 def check_kid(jwk: dict[str, Any], record: KeyRecord) -> dict[str, Any]:
-    """``jwk`` if its thumbprint is the record's kid, else RotationError: the registry and the key disagree."""
-    if jwk.get("kid") != record.kid:
+    """``jwk`` if its RFC 7638 thumbprint is the record's kid, else RotationError: the registry and key disagree."""
+    if thumbprint(jwk) != record.kid:
         raise RotationError("kid_mismatch", f"registry version {record.version}: the key's thumbprint is not the "
                                             "recorded kid")
     return jwk
