@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -106,12 +107,11 @@ async def test_aws_fault(aiohttp_client: Any, secrets: Secrets, proxy: FaultProx
     assert len(retries) == failed * (per_refresh - 1)
     for group, delays in zip(groups(faulted, per_refresh), groups(retries, per_refresh - 1) if retried
                              else [[]] * len(faulted), strict=True):
-        for attempt, (first, second), event in zip(range(1, per_refresh), zip(group, group[1:]), delays,
-                                                   strict=True):
+        for attempt, (first, second), event in zip(range(1, per_refresh), pairwise(group), delays, strict=True):
             assert event["attempt"] == attempt and event["code"] == code
             assert 0 <= event["delay_s"] <= min(AWS_RETRY_CAP_S, AWS_RETRY_BASE_S * 2 ** (attempt - 1)) + 0.001
             assert second.at - first.at >= event["delay_s"] - 0.002  # it really slept that long
-    for earlier, later in zip(groups(faulted, per_refresh), groups(faulted, per_refresh)[1:]):
+    for earlier, later in pairwise(groups(faulted, per_refresh)):
         assert later[0].at - earlier[-1].at >= REFRESH_RETRY_BASE_S / 2 - 0.002  # refresh backoff, not a tight loop
     loud = [event for event in logs if event["event"] == "aws_error"]
     assert bool(loud) == (not retried)  # operator errors are logged as errors; transient ones as warnings
