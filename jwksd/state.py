@@ -8,6 +8,7 @@ again with the per-document size and count limits lifted (two full documents may
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -72,7 +73,13 @@ def save_last_known_good(state_dir: Path, keys: tuple[Mapping[str, Any], ...], *
 
 
 def load_last_known_good(state_dir: Path, validation: ValidationConfig) -> LastKnownGood | None:
-    """Read and re-validate the snapshot; None when there is none. A bad file raises StateError."""
+    """Read and re-validate the snapshot; None when there is none. A bad file raises StateError.
+
+    Called once at start, before any write: temp files left by a process killed mid-write are removed.
+    """
+    for stale in state_dir.glob(".lkg-*.tmp"):
+        with contextlib.suppress(OSError):  # a read-only state_dir is reported by the first write
+            stale.unlink()
     path = lkg_path(state_dir)
     validation = replace(validation, max_document_bytes=LKG_MAX_BYTES, max_keys=LKG_MAX_KEYS)
     try:

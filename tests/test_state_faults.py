@@ -1,0 +1,117 @@
+"""Local faults around the ladder's files: SIGKILL mid-write, a read-only or full state_dir, a deleted fallback.
+
+The read-only and full state directories are real: each daemon runs in a mount namespace of its
+own (``unshare``) on a tiny tmpfs, remounted read-only or filled up before jwksd starts, so its
+writes fail with EROFS or ENOSPC exactly as on a host. Nothing outside the namespace sees the mount.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jwksd.config import ValidationConfig
+from jwksd.state import lkg_path, load_last_known_good, save_last_known_good
+from jwksd.validate import serialize_keys, validate_document
+from tests.conftest import Secrets
+from tests.daemon_process import Daemon, sm_sections, wait_until
+from tests.keys import jwk_set, rsa_jwk, rsa_key
+
+KILLS = 12
+# A writer that saves two sets in turn, as fast as it can, until killed.
+WRITER = """
+import json, sys
+from pathlib import Path
+from jwksd.state import save_last_known_good
+state_dir, sets = Path(sys.argv[1]), json.loads(sys.argv[2])
+print("ready", flush=True)
+n = 0
+while True:
+    save_last_known_good(state_dir, tuple(sets[n % 2]), fetched_at=float(n), changed_at=float(n))
+    n += 1
+"""
+
+
+def key_set(first: int, count: int) -> list[dict[str, object]]:
+    return [rsa_jwk(rsa_key(first + i), f"lkg-{first + i}") for i in range(count)]
+
+
+def test_sigkill_mid_write_leaves_old_or_new(tmp_path: Path) -> None:
+    """Killed at random points while writing, the file is always one complete set or the other, never torn."""
+    sets = [key_set(0, 4), key_set(4, 4)]  # several keys, so a write takes long enough to be hit
+    expected = {serialize_keys(validate_document(jwk_set(*keys).encode(), ValidationConfig()).keys)
+                for keys in sets}
+    save_last_known_good(tmp_path, tuple(sets[0]), fetched_at=0.0, changed_at=0.0)
+    rng = random.Random(7)
+    seen = set()
+    for _ in range(KILLS):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), json.dumps(sets)],
+                                  stdout=subprocess.PIPE, text=True)
+        assert writer.stdout is not None and writer.stdout.readline() == "ready\n"
+        try:
+            writer.wait(timeout=rng.uniform(0.0, 0.05))
+        except subprocess.TimeoutExpired:
+            writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=10)
+        writer.stdout.close()
+        assert writer.returncode == -signal.SIGKILL
+        body = lkg_path(tmp_path).read_bytes()
+        loaded = load_last_known_good(tmp_path, ValidationConfig())  # also clears temp files the kill left
+        assert loaded is not None
+        served = serialize_keys(loaded.keyset.keys)
+        assert served in expected, body[:200]
+        seen.add(served)
+        assert not list(tmp_path.glob(".lkg-*.tmp"))
+    assert seen == expected  # the kills landed while both sets were being written
+
+
+@pytest.mark.parametrize("problem", ["read-only", "full"])
+def test_unwritable_state_dir_serving_goes_on(problem: str, secrets: Secrets, tmp_path: Path) -> None:
+    """A read-only or full state_dir fails each write: logged and counted, and the set is served and rotated."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    prepare = ("mount -o remount,ro {d}" if problem == "read-only"
+               else "dd if=/dev/zero of={d}/filler bs=4096 count=64 2>/dev/null; true").format(d=state_dir)
+    wrapper = ["unshare", "--mount", "--map-root-user", "sh", "-c",
+               f'mount -t tmpfs -o size=16k tmpfs {state_dir} && {prepare} && exec "$@"', "sh"]
+    secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "state-0")))
+    sections = sm_sections(secret)
+    sections["state"] = {"state_dir": str(state_dir)}
+    with Daemon(tmp_path, sections, endpoint=secrets.endpoint, wrapper=wrapper) as daemon:
+        assert daemon.kids() == {"state-0"}
+        wait_until(lambda: daemon.metric("jwksd_state_errors_total", operation="write") >= 1, "a failed write")
+        secrets.put(secret, jwk_set(rsa_jwk(rsa_key(1), "state-1")))
+        daemon.refresh()
+        assert daemon.kids() == {"state-0", "state-1"}
+        assert daemon.get()[1]["X-JWKS-Source"] == "fresh"
+        wait_until(lambda: daemon.metric("jwksd_state_errors_total", operation="write") >= 2, "a second failed write")
+        errors = [e for e in daemon.events() if e["event"] == "state_write_failed"]
+    assert len(errors) >= 2 and all(e["level"] == "error" for e in errors)
+    reason = "Read-only file system" if problem == "read-only" else "No space left on device"
+    assert reason in errors[0]["message"]
+    assert not (state_dir / "last-known-good.json").exists()  # the tmpfs was never visible out here
+
+
+def test_fallback_deleted_while_running(secrets: Secrets, tmp_path: Path) -> None:
+    """Deleting the fallback file changes nothing while running; the next start stops with a clear error."""
+    fallback = tmp_path / "fallback.json"
+    fallback.write_text(jwk_set(rsa_jwk(rsa_key(2), "fallback-2")))
+    secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "live-0")))
+    sections = sm_sections(secret)
+    sections["state"] = {"fallback_file": str(fallback)}
+    with Daemon(tmp_path, sections, endpoint=secrets.endpoint) as daemon:
+        fallback.unlink()
+        daemon.refresh()
+        assert daemon.kids() == {"live-0"}
+        assert daemon.get("/health")[0] == 200
+        assert not [e for e in daemon.events() if e.get("level") == "error"]
+        assert daemon.stop() == 0
+    restart = Daemon(tmp_path, sections, endpoint=secrets.endpoint, wait_ready=False)
+    assert restart.process.wait(timeout=30) == 2
+    assert f"fallback_file {str(fallback)!r} cannot be read: No such file or directory" in restart.log_path.read_text()
