@@ -11,7 +11,8 @@ import asyncio
 import functools
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from jwksd.config import Config, FileSourceConfig, HttpCacheConfig, HttpSourceCo
 from jwksd.errors import StateError
 from jwksd.metrics import Metrics
 from jwksd.refresh import Refresher, SourceState
+from jwksd.request_metrics import OTHER, RequestMetrics, add_catch_all
 from jwksd.shared_cache import SharedCache
 from jwksd.sources import Source, open_source
 from jwksd.state import LastKnownGood, load_fallback, load_last_known_good
@@ -84,6 +86,16 @@ def cache_control(max_age_s: float, cache: HttpCacheConfig) -> str:
             f"stale-if-error={cache.stale_if_error_s}")
 
 
+@dataclass(frozen=True)
+class ResponseHeaders:
+    """The four header sets of one snapshot and source: identity or gzip, for a 304 or with the body."""
+
+    plain: Mapping[str, str]
+    plain_body: Mapping[str, str]
+    gzip: Mapping[str, str]
+    gzip_body: Mapping[str, str]
+
+
 class JwksHandler:
     """Serves the snapshot with ETag, 304, gzip and the cache headers of the config in force."""
 
@@ -91,6 +103,29 @@ class JwksHandler:
         self.live = config
         self.store = store
         self.refresher = refresher
+        self._cached: tuple[Snapshot, Config, str, ResponseHeaders] | None = None
+
+    def headers(self, snapshot: Snapshot, config: Config) -> ResponseHeaders:
+        """The header sets for this snapshot, config and source, built once each: requests only pick one."""
+        source = self.store.served_source(config.refresh.max_age_s) or "none"
+        cached = self._cached
+        if cached is not None and cached[0] is snapshot and cached[1] is config and cached[2] == source:
+            return cached[3]
+        common = {
+            hdrs.CACHE_CONTROL: cache_control(config.refresh.max_age_s, config.http_cache),
+            hdrs.LAST_MODIFIED: snapshot.last_modified,
+            hdrs.VARY: "Accept-Encoding",
+            hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*",
+            hdrs.ACCESS_CONTROL_EXPOSE_HEADERS: EXPOSED_HEADERS,
+            "X-JWKS-Source": source,
+        }
+        plain = {**common, hdrs.ETAG: snapshot.etag}
+        gzip = {**common, hdrs.ETAG: snapshot.gzip_etag}
+        content_type: dict[str, str] = {hdrs.CONTENT_TYPE: "application/json"}
+        headers = ResponseHeaders(plain=plain, plain_body={**plain, **content_type}, gzip=gzip,
+                                  gzip_body={**gzip, **content_type, hdrs.CONTENT_ENCODING: "gzip"})
+        self._cached = (snapshot, config, source, headers)
+        return headers
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         snapshot = self.store.snapshot
@@ -100,25 +135,18 @@ class JwksHandler:
         refresher = self.refresher()
         if refresher is not None:
             refresher.revalidate_if_stale()
-        gzip = accepts_gzip(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
-        headers = {
-            hdrs.CACHE_CONTROL: cache_control(config.refresh.max_age_s, config.http_cache),
-            hdrs.ETAG: snapshot.gzip_etag if gzip else snapshot.etag,
-            hdrs.LAST_MODIFIED: snapshot.last_modified,
-            hdrs.VARY: "Accept-Encoding",
-            hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*",
-            hdrs.ACCESS_CONTROL_EXPOSE_HEADERS: EXPOSED_HEADERS,
-            "X-JWKS-Source": self.store.served_source(config.refresh.max_age_s) or "none",
-        }
-        inm = request.headers.get(hdrs.IF_NONE_MATCH)
-        ims = request.headers.get(hdrs.IF_MODIFIED_SINCE)
+        headers = self.headers(snapshot, config)
+        request_headers = request.headers
+        accept = request_headers.get(hdrs.ACCEPT_ENCODING)
+        gzip = accept is not None and accepts_gzip(accept)
+        inm = request_headers.get(hdrs.IF_NONE_MATCH)
+        ims = request_headers.get(hdrs.IF_MODIFIED_SINCE)
         if (inm is not None and etag_matches(inm, snapshot)) or (
                 inm is None and ims is not None and not_modified_since(ims, snapshot)):
-            return web.Response(status=304, headers=headers)
+            return web.Response(status=304, headers=headers.gzip if gzip else headers.plain)
         if gzip:
-            headers[hdrs.CONTENT_ENCODING] = "gzip"
-        return web.Response(body=snapshot.gzip_body if gzip else snapshot.body, headers=headers,
-                            content_type="application/json")
+            return web.Response(body=snapshot.gzip_body, headers=headers.gzip_body)
+        return web.Response(body=snapshot.body, headers=headers.plain_body)
 
 
 def unavailable() -> web.Response:
@@ -210,39 +238,6 @@ async def readyz(request: web.Request) -> web.Response:
     """Readiness: a valid key set is served (any rung 1-4). Staleness never drains a replica."""
     ready = request.app[STORE].snapshot is not None
     return web.json_response({"ready": ready}, status=200 if ready else 503, headers={hdrs.CACHE_CONTROL: "no-store"})
-
-
-def metrics_middleware(metrics: Metrics, paths: frozenset[str]) -> Any:
-    """Count every request by path (JWKS paths by name, the rest as 'other'), status and served source."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                         ) -> web.StreamResponse:
-        started = time.perf_counter()
-        path = request.path if request.path in paths else "other"
-        status, source = "500", "none"
-        try:
-            response = await handler(request)
-            status, source = str(response.status), response.headers.get("X-JWKS-Source", "none")
-            return response
-        except web.HTTPException as exc:
-            status = str(exc.status)
-            raise
-        finally:
-            metrics.requests.labels(path, status, source).inc()
-            metrics.request_duration.labels(path).observe(time.perf_counter() - started)
-
-    return middleware
-
-
-@web.middleware
-async def refuse_bodies(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                        ) -> web.StreamResponse:
-    """No route takes a request body: one is refused with 413 rather than ignored and answered with keys."""
-    if request.body_exists:
-        raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0,
-                                            text="request bodies are not accepted", headers={hdrs.CONNECTION: "close"})
-    return await handler(request)
 
 
 async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -340,7 +335,8 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     metrics = metrics or Metrics()
     paths = frozenset(config.server.paths)
     metrics.prepare(sorted(paths), [s.name for s in config.sources], DROP_REASONS, REJECT_REASONS)
-    app = web.Application(client_max_size=1024, middlewares=[metrics_middleware(metrics, paths), refuse_bodies],
+    # No middlewares: they would cost more than the JWKS handler itself (see jwksd/request_metrics.py).
+    app = web.Application(client_max_size=1024,
                           handler_args={"max_line_size": config.server.max_line_size,
                                         "max_field_size": config.server.max_field_size,
                                         "max_headers": config.server.max_headers})
@@ -349,14 +345,16 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     metrics.track_age(store.age_s)
     metrics.set_budgets(config.refresh)
     handler = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER))
+    requests = RequestMetrics(metrics)
     for path in config.server.paths:
-        app.router.add_get(path, handler.handle, allow_head=True)
-        app.router.add_route(hdrs.METH_OPTIONS, path, preflight)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/health", health)
+        app.router.add_get(path, requests.wrap(handler.handle, path), allow_head=True)
+        app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))
+    app.router.add_get("/healthz", requests.wrap(healthz, OTHER))
+    app.router.add_get("/readyz", requests.wrap(readyz, OTHER))
+    app.router.add_get("/health", requests.wrap(health, OTHER))
     if config.server.metrics_on_main:
-        app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+        app.router.add_get("/metrics", requests.wrap(make_aiohttp_handler(metrics.registry), OTHER))
+    add_catch_all(app, requests)
     app.cleanup_ctx.append(ladder_ctx)
     app.cleanup_ctx.append(shared_cache_ctx)
     app.cleanup_ctx.append(refresh_ctx)

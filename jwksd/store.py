@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.utils import formatdate
+from functools import cached_property
 from typing import Any, Literal, Protocol
 
 from jwksd.validate import serialize_keys
@@ -49,8 +50,9 @@ class Snapshot:
     fetched_at: float  # wall time the origin last confirmed it
     fetched_mono: float  # monotonic twin of fetched_at, for ages
 
-    @property
+    @cached_property
     def last_modified(self) -> str:
+        """The HTTP date of ``changed_at``, formatted once per snapshot rather than per request."""
         return formatdate(self.changed_at, usegmt=True)
 
     def confirmed(self, clock: Clock, origin: Origin = "fresh") -> Snapshot:
