@@ -21,8 +21,9 @@ NODE_DIR   := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 FUZZ_STAMP := $(VENV)/.fuzz-installed
 FUZZ_SECONDS ?= 60
+DURATION ?= 300
 
-.PHONY: run test lint typecheck pytest deps clean bench fuzz
+.PHONY: run test lint typecheck pytest deps clean bench fuzz soak
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian's python3 has no venv module until python3-venv is installed.
@@ -58,6 +59,10 @@ fuzz: $(FUZZ_STAMP)
 	@mkdir -p build/fuzz-corpus fuzz/crashes
 	$(PY) fuzz/fuzz_validate.py -max_total_time=$(FUZZ_SECONDS) -dict=fuzz/jwk.dict \
 		-artifact_prefix=fuzz/crashes/ build/fuzz-corpus fuzz/corpus
+
+# Load, rotations and AWS faults against a real jwksd for DURATION seconds (a 30 s form runs in make test).
+soak: $(STAMP)
+	$(PY) -m tests.soak --duration $(DURATION)
 
 pytest: $(STAMP) deps $(NODE_STAMP) $(FUZZ_STAMP)
 	$(VENV)/bin/pytest
