@@ -73,14 +73,17 @@ def last_modified(headers: Path) -> float:
     return email.utils.parsedate_to_datetime(json.loads(headers.read_text())["200"]["Last-Modified"]).timestamp()
 
 
-def throughput(work: Path, moto: Moto, settings: Settings, loops: list[str]) -> dict[str, Any]:
-    """jwksd on each loop against the bare handler on the same loop, nginx and Node."""
+def throughput(work: Path, moto: Moto, settings: Settings, loops: list[str], before: str | None) -> dict[str, Any]:
+    """jwksd on each loop against the bare handler on the same loop, nginx and Node (and jwksd as of ``before``)."""
     proxy = Proxy(moto.endpoint).start()
     previous, current = split_stages(rsa_document(2, 2048))
     secret = moto.create(previous, current)
     try:
         jwksds = [contenders.start_jwksd(work, name=f"jwksd-{loop}", endpoint=proxy.endpoint, secret_id=secret,
                                          loop=loop) for loop in loops]
+        if before:
+            jwksds.append(contenders.start_jwksd(work, name="jwksd-before", endpoint=proxy.endpoint, secret_id=secret,
+                                                 loop=loops[-1], root=contenders.export_tree(before, work)))
         with running(*jwksds):
             body, headers, etag = contenders.capture(jwksds[0], work)
             others = [contenders.start_bare(work, body, headers, loop=loop) for loop in loops]
@@ -97,7 +100,7 @@ def throughput(work: Path, moto: Moto, settings: Settings, loops: list[str]) -> 
                                                  progress=log)
                         statuses = {server.name: scenarios.statuses(server) for server in jwksds}
             return {"cells": report.cells_json(cells), "jwksd_statuses": statuses, "body_bytes": body.stat().st_size,
-                    "headers": json.loads(headers.read_text())}
+                    "headers": json.loads(headers.read_text()), "before": before}
     finally:
         proxy.stop()
 
@@ -186,6 +189,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                         help="one short round of everything (also BENCH_QUICK=1)")
     parser.add_argument("--out", type=Path, default=contenders.ROOT / "BENCHMARKS.md")
+    parser.add_argument("--before", metavar="GIT_REF", help="also measure jwksd as of this commit (jwksd-before)")
     args = parser.parse_args()
     settings = Settings.quick() if args.quick else Settings.full()
     loops = ["asyncio", "uvloop"] if uvloop_installed() else ["asyncio"]
@@ -211,7 +215,7 @@ def main() -> int:
                 results["ready_s"] = list(ready.samples_s)
             finally:
                 ready_proxy.stop()
-            results["throughput"] = throughput(work, moto, settings, loops)
+            results["throughput"] = throughput(work, moto, settings, loops, args.before)
             results["degraded"] = degraded(work, moto, settings, default_loop)
             results["soak"] = memory_and_calls(work, moto, settings, default_loop)
     finally:

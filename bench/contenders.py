@@ -96,9 +96,10 @@ class Server:
                 self.process.wait(5)
 
 
-def _spawn(command: list[str], workdir: Path, name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], workdir: Path, name: str, env: dict[str, str] | None = None,
+           cwd: Path = ROOT) -> subprocess.Popen[bytes]:
     with (workdir / f"{name}.log").open("wb") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
                                 start_new_session=True)
 
 
@@ -131,8 +132,8 @@ format = "json"
 
 
 def start_jwksd(workdir: Path, *, name: str, endpoint: str, secret_id: str, loop: str = "auto",
-                interval_s: float = 300.0, wait: bool = True) -> Server:
-    """Start ``python -m jwksd serve``; with ``wait``, return once /readyz says 200."""
+                interval_s: float = 300.0, wait: bool = True, root: Path = ROOT) -> Server:
+    """Start ``python -m jwksd serve`` from the tree at ``root``; with ``wait``, return once /readyz says 200."""
     port, metrics_port = free_port(), free_port()
     config = jwksd_config(workdir, name=name, port=port, metrics_port=metrics_port, endpoint=endpoint,
                           secret_id=secret_id, loop=loop, interval_s=interval_s)
@@ -140,11 +141,20 @@ def start_jwksd(workdir: Path, *, name: str, endpoint: str, secret_id: str, loop
            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
            "AWS_EC2_METADATA_DISABLED": "true"}
     started = time.monotonic()
-    process = _spawn([sys.executable, "-m", "jwksd", "serve", "--config", str(config)], workdir, name, env)
+    process = _spawn([sys.executable, "-m", "jwksd", "serve", "--config", str(config)], workdir, name, env, root)
     server = Server(name, port, process, workdir, metrics_port=metrics_port, started_at=started)
     if wait:
         wait_until(f"http://127.0.0.1:{port}/readyz", process=process)
     return server
+
+
+def export_tree(ref: str, workdir: Path) -> Path:
+    """The jwksd package as of git ``ref``, unpacked under ``workdir`` (``python -m jwksd`` runs it from there)."""
+    target = workdir / f"tree-{ref}"
+    target.mkdir()
+    archive = subprocess.run(["git", "archive", ref, "jwksd"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
 
 
 def capture(server: Server, workdir: Path) -> tuple[Path, Path, str]:

@@ -188,10 +188,13 @@ def _throughput_table(results: Mapping[str, Any]) -> list[str]:
     default = f"jwksd-{results['loops'][-1]}"
     names = sorted({row["contender"] for row in results["throughput"]["cells"]},
                    key=lambda n: (not n.startswith("jwksd"), not n.startswith("bare"), n))
+    before = results["throughput"].get("before")
     out = ["## Throughput and latency, source healthy", "",
            f"The same {results['throughput']['body_bytes']}-byte JWKS (two RSA-2048 keys) and the same headers from "
            "every contender. *jwksd ÷ this* compares req/s with jwksd on the same event loop for the bare handler, "
-           f"and with `{default}` for nginx and Node.", ""]
+           f"and with `{default}` for nginx and Node"
+           + (f" and for `jwksd-before`, jwksd as of commit `{before}`, the request path before it was "
+              "optimised." if before else "."), ""]
     for status in ("200", "304"):
         out += [f"**{status}**{' (If-None-Match)' if status == '304' else ''}", "",
                 "| contender | connections | req/s | p50 ms | p99 ms | p99.9 ms | jwksd ÷ this |",
@@ -199,7 +202,7 @@ def _throughput_table(results: Mapping[str, Any]) -> list[str]:
         for conns in results["settings"]["connections"]:
             for name in names:
                 row = cells[(name, status, conns)]
-                if name.startswith("jwksd"):
+                if name.startswith("jwksd") and name != "jwksd-before":
                     ratio = "—"
                 else:
                     ref = f"jwksd-{name.removeprefix('bare-')}" if name.startswith("bare-") else default
