@@ -73,7 +73,10 @@ def run_demo(port: int = 8080) -> int:
         token = jwt.encode({"sub": "demo-user", "iss": "jwksd-demo", "iat": now, "exp": now + 3600},
                            private, algorithm="RS256", headers={"kid": kid})
         url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
-        print(f"\njwksd demo\n  local Secrets Manager: {endpoint} (secret {SECRET_ID})\n  JWKS: {url}\n"
+        print(f"\njwksd demo\n  local Secrets Manager: {endpoint} (secret {SECRET_ID})\n"
+              f"  the same moto serves KMS and DynamoDB, for the rotation walk-through (README, Rotation):\n"
+              f"    export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo "
+              f"AWS_REGION={REGION}\n  JWKS: {url}\n"
               f"  metrics: http://127.0.0.1:9464/metrics   health: http://127.0.0.1:{port}/health\n"
               f"  sample JWT (RS256, kid {kid}):\n{token}\n"
               f"  verify it from another shell:\n    .venv/bin/python -c \"import jwt,sys; t=sys.argv[1]; "
