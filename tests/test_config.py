@@ -195,3 +195,12 @@ def test_shared_cache_problems(tmp_path: Path) -> None:
     found = problems('[source]\nsecret_id = "s"\n[refresh]\ninterval_s = 10\n[shared_cache]\n'
                      'url = "redis://cache:6379/0"\nlease_s = 10\n', tmp_path)
     assert found == ["shared_cache.lease_s = 10: expected less than refresh.interval_s (10)"]
+
+
+def test_event_loop_setting(tmp_path: Path) -> None:
+    """server.event_loop takes auto, uvloop or asyncio (also JWKSD_EVENT_LOOP); anything else is named."""
+    base = {"JWKSD_SECRET_ID": "s", "AWS_REGION": "us-east-1"}
+    assert load_config(None, base).server.event_loop == "auto"
+    assert load_config(None, {**base, "JWKSD_EVENT_LOOP": "asyncio"}).server.event_loop == "asyncio"
+    assert problems('[server]\nevent_loop = "tokio"\n[source]\nsecret_id = "s"\n', tmp_path) == [
+        "server.event_loop = 'tokio': expected auto or uvloop or asyncio"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,3 +181,24 @@ def test_sigterm_exits_cleanly_and_logs_are_clean(daemon: Any) -> None:
     text = log_path.read_text()
     assert modulus not in text and modulus[:40] not in text
     assert "testing" not in text  # the dummy credentials
+
+
+def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """asyncio is asyncio; auto takes uvloop only when it imports; uvloop demanded but missing is a config error."""
+    from jwksd.__main__ import event_loop
+    from jwksd.errors import ConfigError
+
+    assert event_loop("asyncio") == (None, "asyncio")
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed
+    assert event_loop("auto") == (None, "asyncio")
+    with pytest.raises(ConfigError, match=re.escape("server.event_loop = 'uvloop': expected uvloop to be installed")):
+        event_loop("uvloop")
+
+
+def test_event_loop_uvloop_when_installed() -> None:
+    """With uvloop installed (the test extra has it), auto and uvloop both give its loop factory."""
+    import uvloop
+
+    from jwksd.__main__ import event_loop
+
+    assert event_loop("auto") == (uvloop.new_event_loop, "uvloop")
