@@ -42,7 +42,7 @@ def test_table_dry_run_and_list(rotator: tuple[str, str], capsys: pytest.Capture
     assert run(capsys, "keys", "init-table", "--config", path) == (0, f"created: table {table}\n", "")
     assert run(capsys, "keys", "init-table", "--config", path)[:2] == (0, f"exists already: table {table}\n")
     code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T08:00:00Z", "--dry-run")
-    assert (code, out) == (0, "would create v1 state=pending active_from=2027-01-15T08:25:00Z-or-later\n")
+    assert (code, out) == (0, "would create v1 state=pending promotable_from=2027-01-15T08:25:00Z\n")
     assert run(capsys, "keys", "list", "--config", path, "--json")[:2] == (0, "[]\n")
     code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T09:00+01:00")
     assert code == 0 and out.startswith("created v1 kid=")

@@ -111,7 +111,7 @@ async def _promote(ring: Keyring, action: Promote, now: int, result: StepResult,
 async def _create(ring: Keyring, version: int, now: int, result: StepResult, dry_run: bool) -> None:
     ready = iso(now + ring.policy.publish_ahead_s)
     if dry_run:
-        result.say("would create", version, state="pending", active_from=f"{ready}-or-later")
+        result.say("would create", version, state="pending", promotable_from=ready)
         return
     new = await ring.backend.create(version)
     record = KeyRecord(version=version, kid=new.jwk["kid"], status="pending", backend=ring.backend.name,
@@ -122,7 +122,7 @@ async def _create(ring: Keyring, version: int, now: int, result: StepResult, dry
     except RegistryConflict:
         await ring.backend.destroy(new.key_ref, ring.config.deletion_window_days)  # never recorded, never used
         raise
-    result.say("created", record, state="pending", key=new.key_ref, active_from=f"{ready}-or-later")
+    result.say("created", record, state="pending", key=new.key_ref, promotable_from=ready)
 
 
 async def _not_served(url: str, kid: str) -> str | None:
