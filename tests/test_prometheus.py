@@ -62,6 +62,15 @@ class Prometheus:
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=self.log, stderr=subprocess.STDOUT)
 
+    def wait_ready(self) -> None:
+        """Until /-/ready says 200: the API answers 503 while the storage opens."""
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"prometheus exited with {self.process.returncode}")
+            return http_get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200
+
+        wait_until(ready, "prometheus to be ready")
+
     def api(self, path: str, **params: str) -> Any:
         status, body = http_get(f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}")
         assert status == 200, body
@@ -127,6 +136,7 @@ def test_prometheus_scrapes_jwksd_and_evaluates_the_rules(daemons: tuple[Daemon,
     a, b = metrics_target(healthy), metrics_target(degraded)
     prometheus = Prometheus(tmp_path, [a, b])
     try:
+        prometheus.wait_ready()
         def targets_up() -> list[dict[str, Any]] | None:
             active = prometheus.api("targets")["activeTargets"]
             up = [t for t in active if t["health"] == "up"]
