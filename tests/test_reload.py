@@ -145,14 +145,14 @@ def test_sighup_reloads_a_running_daemon(secrets: Secrets, tmp_path: Path) -> No
     secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "k1")))
     port = free_port()
     path = tmp_path / "jwksd.toml"
-    body = (f'[server]\nlisten = "127.0.0.1:{port}"\nmetrics_listen = "off"\n'
+    body = (f'[server]\nlisten = "127.0.0.1:{port}"\nmetrics_listen = "off"\nkeepalive_timeout_s = 60\n'
             f'[source]\nsecret_id = "{secret}"\nendpoint_url = "{secrets.endpoint}"\nregion = "{REGION}"\n'
             '[log]\nlevel = "info"\n')
     path.write_text(body + "[refresh]\ninterval_s = 3600\nmax_age_s = 3600\n")
     daemon = Daemon(base_env(JWKSD_CONFIG=str(path)), tmp_path / "jwksd.log", port=port)
     try:
         daemon.wait_ready()
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # kept open for 60 s
         connection.request("GET", JWKS)
         first = connection.getresponse()
         assert (first.status, first.getheader("Cache-Control")[:22]) == (200, "public, max-age=3600, ")
