@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -14,6 +15,7 @@ from jwksd.rotation.keyring import open_keyring
 from jwksd.rotation.policy import inconsistencies, single
 from jwksd.rotation.registry import TABLE_DEFINITION
 from jwksd.rotation.rotate import StepResult, rotate
+from jwksd.rotation.sign import sign_jwt
 from tests.conftest import REGION
 from tests.rotation_helpers import DAY, T0, key_state, keyring, rotation_config, together
 
@@ -88,3 +90,15 @@ async def test_missing_table_is_an_aws_error(moto_endpoint: str) -> None:
         with pytest.raises(RotationError) as info:
             await ring.registry.records()
     assert info.value.code == "ResourceNotFoundException"
+
+
+async def test_a_rotator_of_another_backend_leaves_keys_alone(moto_endpoint: str) -> None:
+    """Switching rotation.backend from local to kms: keys made by the local backend are refused by name, not misused."""
+    config = rotation_config(moto_endpoint, backend="local")
+    async with keyring(config) as ring:
+        await rotate(ring, T0)
+        await rotate(ring, T0 + 1500)
+    async with keyring(replace(config, backend="kms"), create_table=False) as ring:
+        with pytest.raises(RotationError) as info:
+            await sign_jwt(ring, {}, now=T0 + 1600)
+    assert str(info.value) == "backend_mismatch: registry version 1 is a local key and rotation.backend is kms"

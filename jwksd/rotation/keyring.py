@@ -7,9 +7,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from jwksd.config import RotationConfig
+from jwksd.errors import RotationError
 from jwksd.rotation.aws import Client, open_client
 from jwksd.rotation.backends import Backend
-from jwksd.rotation.policy import Policy
+from jwksd.rotation.policy import KeyRecord, Policy
 from jwksd.rotation.registry import Registry
 
 
@@ -25,6 +26,13 @@ class Keyring:
     @property
     def policy(self) -> Policy:
         return Policy.of(self.config)
+
+    def backend_for(self, record: KeyRecord) -> Backend:
+        """The backend that holds ``record``'s key: a rotator configured for another one must not touch it."""
+        if record.backend != self.backend.name:
+            raise RotationError("backend_mismatch", f"registry version {record.version} is a {record.backend} key "
+                                                    f"and rotation.backend is {self.backend.name}")
+        return self.backend
 
 
 @asynccontextmanager

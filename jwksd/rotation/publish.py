@@ -10,13 +10,20 @@ import json
 from typing import Any
 
 from jwksd.errors import RotationError
+from jwksd.rotation.backends import check_kid
 from jwksd.rotation.keyring import Keyring
-from jwksd.rotation.policy import published
+from jwksd.rotation.policy import KeyRecord, published
 
 
 async def published_jwks(ring: Keyring) -> list[dict[str, Any]]:
-    """The public JWKs of the published keys, newest first."""
-    return [await ring.backend.public_jwk(record) for record in published(await ring.registry.records())]
+    """The public JWKs of the published keys, newest first (a local key's from its item, whatever the backend)."""
+    return [await _public(ring, record) for record in published(await ring.registry.records())]
+
+
+async def _public(ring: Keyring, record: KeyRecord) -> dict[str, Any]:
+    if record.public_jwk is not None:
+        return check_kid(dict(record.public_jwk), record)
+    return await ring.backend_for(record).public_jwk(record)
 
 
 async def publish(ring: Keyring, secret_id: str) -> str:

@@ -87,7 +87,7 @@ async def _expire(ring: Keyring, record: KeyRecord, now: int, result: StepResult
     window = ring.config.deletion_window_days
     if not dry_run:
         # Deletion first: if the status write is lost or never happens, the next step repeats both.
-        await ring.backend.destroy(record.key_ref, window)
+        await ring.backend_for(record).destroy(record.key_ref, window)
         await ring.registry.expire(record, now)
     result.say("would expire" if dry_run else "expired", record, deletion_in_days=window)
 

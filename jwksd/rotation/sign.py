@@ -37,5 +37,5 @@ async def sign_jwt(ring: Keyring, claims: Mapping[str, Any], *, now: int, ttl_s:
                                              "activates the first one publish_ahead_s after creating it")
     header = {"alg": active.alg, "kid": active.kid, "typ": "JWT"}
     signing_input = f"{_part(header)}.{_part({**claims, 'iat': now, 'exp': now + ttl})}"
-    signature = await ring.backend.sign(active, signing_input.encode("ascii"))
+    signature = await ring.backend_for(active).sign(active, signing_input.encode("ascii"))
     return f"{signing_input}.{b64u_encode(signature)}"
