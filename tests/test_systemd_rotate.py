@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
+from tests.test_systemd import INSTALLED_AT, MAX_EXPOSURE, UNIT_DIR, analyze
+
 SERVICE, TIMER = UNIT_DIR / "jwksd-rotate.service", UNIT_DIR / "jwksd-rotate.timer"
-INSTALLED_AT = "/opt/jwksd/bin/jwksd"
-MAX_EXPOSURE = 1.5
-
-
-def analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
 def units_copy(tmp_path: Path) -> tuple[Path, Path]:
