@@ -153,6 +153,8 @@ def daemon(secrets: Secrets, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: http_get(f"{base}/readyz")[0] == 200, "readiness")
+        # Ready comes with the swap; the refresh's log line follows once last-known-good is written.
+        wait_until(lambda: '"event": "refresh"' in log_path.read_text(), "the first refresh line")
         yield process, base, secret, log_path
     finally:
         if process.poll() is None:
