@@ -61,7 +61,8 @@ def unmatched(allowed: Mapping[str, frozenset[str]]) -> Handler:
     """The catch-all route: 405 with Allow for a known path, else 404, as aiohttp's router answers."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        methods = allowed.get(request.path)
+        # The raw path, as the router matched it: /.well-known%2Fjwks.json is not the JWKS path (404, not 405).
+        methods = allowed.get(request.rel_url.raw_path)
         if methods is not None:
             raise web.HTTPMethodNotAllowed(request.method, methods)
         raise web.HTTPNotFound()
