@@ -7,6 +7,7 @@ loop and the watchdog. Signals only set events or wake tasks.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Callable
 
@@ -49,6 +50,9 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
         await _start_site(runner, config.server.listen)
         if metrics_runner is not None and config.server.metrics_listen is not None:
             await _start_site(metrics_runner, config.server.metrics_listen)
+        # Everything imported and opened so far (botocore's models above all) lives as long as the
+        # process: out of the collector's sight, a full collection under load costs ~1 ms, not ~100.
+        gc.freeze()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, lambda: _force_refresh(app))
