@@ -1,4 +1,8 @@
-"""A real ``jwksd serve`` process for tests: a TOML config, JSON logs in a file, HTTP and metrics helpers."""
+"""A real ``jwksd serve`` process for tests: configured by TOML or by environment, JSON logs in a file, HTTP helpers.
+
+``Daemon.from_toml`` writes a config file on free loopback ports with dummy AWS credentials;
+``Daemon.from_env`` runs with the environment it is given. Both wait for /readyz unless told not to.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,42 @@ from tests.conftest import REGION, free_port
 
 JWKS = "/.well-known/jwks.json"
 DEADLINE_S = 20.0
+SERVE = (sys.executable, "-m", "jwksd", "serve")
+DUMMY_AWS = {"AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+             "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+             "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+
+
+def wait_until(predicate: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned); fail naming ``what`` after ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {deadline_s:g}s waiting for {what}")
+
+
+def http_get(url: str, headers: dict[str, str] | None = None,
+             timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body; HTTP errors are answers too."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def base_env(**variables: str) -> dict[str, str]:
+    """This process's environment without JWKSD_*, NOTIFY_* or WATCHDOG_*, plus ``variables``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("JWKSD_", "NOTIFY_", "WATCHDOG_"))}
+    env.update(variables)
+    return env
 
 
 def toml_config(sections: dict[str, dict[str, Any]]) -> str:
@@ -31,58 +71,65 @@ def toml_config(sections: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wait_until(predicate: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``deadline_s``."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def sm_sections(secret_id: str, **refresh: Any) -> dict[str, dict[str, Any]]:
+    """Config tables for one secret, refreshed only when told (SIGUSR1) unless ``refresh`` says otherwise."""
+    return {
+        "source": {"secret_id": secret_id, "max_retries": 0, "connect_timeout_s": 1.0, "read_timeout_s": 2.0},
+        "refresh": {"interval_s": 3600, "max_age_s": 3600, **refresh},
+        "log": {"level": "info"},
+    }
 
 
-def http_get(url: str, headers: dict[str, str] | None = None,
-             timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+def _port(listen: str | None) -> int | None:
+    """The port of a ``host:port`` listen setting; None for "off" or unset."""
+    if listen is None or listen == "off":
+        return None
+    return int(listen.rpartition(":")[2])
 
 
 class Daemon:
-    """One running ``jwksd serve``; stop it with :meth:`stop` (tests use it as a context manager)."""
+    """One running ``jwksd serve`` logging JSON lines to a file; a context manager that stops it."""
 
-    def __init__(self, workdir: Path, sections: dict[str, dict[str, Any]], *, endpoint: str | None = None,
-                 wrapper: Sequence[str] = (), stdout_to_pipe: bool = False, wait_ready: bool = True) -> None:
-        self.port, self.metrics_port = free_port(), free_port()
-        server = {"listen": f"127.0.0.1:{self.port}", "metrics_listen": f"127.0.0.1:{self.metrics_port}",
-                  **sections.get("server", {})}
-        self.config_path = workdir / "jwksd.toml"
-        self.config_path.write_text(toml_config({**sections, "server": server}))
-        self.log_path = workdir / "jwksd.log"
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "JWKSD_"))}
-        env.update(AWS_REGION=REGION, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                   AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull,
-                   AWS_SHARED_CREDENTIALS_FILE=os.devnull, JWKSD_LOG_FORMAT="json")
-        if endpoint is not None:
-            env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
-        command = [*wrapper, sys.executable, "-m", "jwksd", "serve", "--config", str(self.config_path)]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, port: int,
+                 metrics_port: int | None = None, cwd: Path | None = None, wait_ready: bool = True) -> None:
+        """Start ``argv``; unless ``wait_ready`` is False, wait for /readyz (stopping it if that fails)."""
+        self.env = dict(env)
+        self.log_path = log_path
+        self.port, self.metrics_port = port, metrics_port
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(list(argv), env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
         if wait_ready:
             try:
-                wait_until(lambda: self.process.poll() is not None or self.get("/readyz")[0] == 200, "readiness")
-                assert self.process.poll() is None, f"jwksd exited: {self.log_path.read_text()[-2000:]}"
+                self.wait_ready()
             except BaseException:
                 self.stop()
                 raise
+
+    @classmethod
+    def from_toml(cls, workdir: Path, sections: dict[str, dict[str, Any]], *, endpoint: str | None = None,
+                  wrapper: Sequence[str] = (), wait_ready: bool = True) -> Daemon:
+        """Config ``sections`` written to ``workdir``/jwksd.toml, listening on free ports, logging to jwksd.log."""
+        port, metrics_port = free_port(), free_port()
+        server = {"listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}",
+                  **sections.get("server", {})}
+        config_path = workdir / "jwksd.toml"
+        config_path.write_text(toml_config({**sections, "server": server}))
+        env = {name: value for name, value in base_env().items() if not name.startswith("AWS_")}
+        env.update(DUMMY_AWS, JWKSD_LOG_FORMAT="json")
+        if endpoint is not None:
+            env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
+        return cls([*wrapper, *SERVE, "--config", str(config_path)], env, workdir / "jwksd.log", port=port,
+                   metrics_port=metrics_port, wait_ready=wait_ready)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], log_path: Path, *, argv: Sequence[str] = SERVE,
+                 cwd: Path | None = None, port: int | None = None, wait_ready: bool = True) -> Daemon:
+        """Configured by ``env`` (the whole environment, JSON logs forced); ports from JWKSD_*LISTEN unless given."""
+        env = {**env, "JWKSD_LOG_FORMAT": "json"}
+        listen_port = port or _port(env["JWKSD_LISTEN"])
+        assert listen_port is not None, "JWKSD_LISTEN is off: pass port"
+        return cls(argv, env, log_path, port=listen_port, metrics_port=_port(env.get("JWKSD_METRICS_LISTEN")),
+                   cwd=cwd, wait_ready=wait_ready)
 
     def __enter__(self) -> Daemon:
         return self
@@ -90,8 +137,20 @@ class Daemon:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
     def get(self, path: str = JWKS, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        return http_get(self.base + path, headers)
+        return http_get(self.url(path), headers)
+
+    def wait_ready(self) -> None:
+        wait_until(lambda: self._alive() and self.get("/readyz")[0] == 200, "/readyz to answer 200")
+
+    def _alive(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"jwksd exited with {self.process.returncode}:\n"
+                                 f"{self.log_path.read_text(errors='replace')[-4000:]}")
+        return True
 
     def kids(self) -> set[str]:
         status, _, body = self.get()
@@ -100,6 +159,7 @@ class Daemon:
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the /metrics samples named ``name`` whose labels include ``labels`` (0 when none)."""
+        assert self.metrics_port is not None, "this daemon has no metrics listener"
         _, _, text = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
         return sum(float(sample.value) for family in text_string_to_metric_families(text.decode())
                    for sample in family.samples
@@ -108,13 +168,20 @@ class Daemon:
     def refresh(self) -> None:
         """SIGUSR1, then wait until one more refresh has completed."""
         before = self.metric("jwksd_refreshes_total")
-        self.process.send_signal(signal.SIGUSR1)
+        self.signal(signal.SIGUSR1)
         wait_until(lambda: self.metric("jwksd_refreshes_total") > before, "a refresh after SIGUSR1")
 
-    def events(self) -> list[dict[str, Any]]:
-        """The JSON log lines written so far."""
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The complete JSON log lines so far (only those named ``name`` when given)."""
+        text = self.log_path.read_text(errors="replace")
+        lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]  # a line still being written
+        events = [json.loads(line) for line in lines if line.startswith("{")]
+        return [e for e in events if name is None or e.get("event") == name]
+
+    def wait_event(self, name: str, count: int = 1) -> dict[str, Any]:
+        """The ``count``-th log line named ``name``, waiting for it (bounded)."""
+        wait_until(lambda: self._alive() and len(self.events(name)) >= count, f"log event {name!r} #{count}")
+        return self.events(name)[count - 1]
 
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -122,22 +189,20 @@ class Daemon:
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
 
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after a bounded wait; the exit code."""
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> int:
+        """SIGTERM (if still running), then SIGKILL after a bounded wait; the exit code."""
+        self.process.send_signal(signal.SIGTERM)  # a no-op once the process has been reaped
+        try:
+            return self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL if still running (cleanup after a test that did not stop it)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        return self.process.returncode
-
-
-def sm_sections(secret_id: str, **refresh: Any) -> dict[str, dict[str, Any]]:
-    """Config tables for one secret, refreshed only when told (SIGUSR1) unless ``refresh`` says otherwise."""
-    return {
-        "source": {"secret_id": secret_id, "max_retries": 0, "connect_timeout_s": 1.0, "read_timeout_s": 2.0},
-        "refresh": {"interval_s": 3600, "max_age_s": 3600, **refresh},
-        "log": {"level": "info"},
-    }
+            self.process.kill()
+            self.process.wait(timeout=10)

@@ -150,9 +150,10 @@ async def soak(duration_s: float, workdir: Path, *, rotate_s: float = 3.0, seed:
         "refresh": {"interval_s": 1.0, "max_age_s": 30, "retry_base_s": 0.1, "retry_cap_s": 1.0},
         "log": {"level": "info"},
     }
-    daemon = await asyncio.to_thread(Daemon, workdir, sections, endpoint=proxy.url)  # the proxy runs on this loop
+    # The proxy runs on this loop: start (and wait for) the daemon on a thread.
+    daemon = await asyncio.to_thread(Daemon.from_toml, workdir, sections, endpoint=proxy.url)
     try:
-        url = daemon.base + JWKS
+        url = daemon.url(JWKS)
         deadline = time.monotonic() + duration_s
         load = subprocess.Popen([sys.executable, "-m", "tests.soak", "--load", url, "--duration", str(duration_s)],
                                 stdout=subprocess.PIPE, text=True)

@@ -19,8 +19,8 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 from tests.conftest import free_port
+from tests.daemon_process import Daemon
 from tests.keys import jwk_set, rsa_jwk, rsa_key
-from tests.process import Daemon, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTRUCTIONS = {"FROM", "ARG", "WORKDIR", "COPY", "RUN", "ENV", "USER", "VOLUME", "EXPOSE", "STOPSIGNAL",
@@ -136,11 +136,10 @@ def test_wheel_serves_as_nobody_with_only_jwksd_variables(installed: Path, docke
                "JWKSD_METRICS_LISTEN": f"127.0.0.1:{free_port()}", "JWKSD_STATE_DIR": str(state),
                "JWKSD_SOURCE_KIND": "file", "JWKSD_SOURCE_FILE": str(keys)}
         assert all(name.startswith(("JWKSD_", "PYTHON")) for name in env)
-        daemon = Daemon(env, work / "jwksd.log", cwd=readonly, argv=as_nobody(str(installed / "bin" / "jwksd"),
-                                                                                    "serve"))
+        daemon = Daemon.from_env(env, work / "jwksd.log", cwd=readonly,
+                                 argv=as_nobody(str(installed / "bin" / "jwksd"), "serve"))
         try:
-            daemon.wait_ready()
-            assert b'"k1"' in http_get(daemon.url("/.well-known/jwks.json"))[1]
+            assert b'"k1"' in daemon.get()[2]
             where = subprocess.run(as_nobody(str(installed / "bin" / "python"), "-c",
                                              "import jwksd; print(jwksd.__file__)"),
                                    capture_output=True, text=True, check=True, cwd=readonly, env=env).stdout

@@ -30,7 +30,7 @@ def daemon(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     secrets = Secrets(moto_endpoint)
     secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "hostile-0")))
     sections = {**sm_sections(secret), "server": {"keepalive_timeout_s": KEEPALIVE_S}}
-    with Daemon(tmp_path_factory.mktemp("hostile"), sections, endpoint=moto_endpoint) as running:
+    with Daemon.from_toml(tmp_path_factory.mktemp("hostile"), sections, endpoint=moto_endpoint) as running:
         status, _, body = running.get()
         assert status == 200
         yield running, body

@@ -8,8 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +16,8 @@ import pytest
 
 from jwksd.__main__ import main
 from tests.conftest import REGION, Secrets, free_port
+from tests.daemon_process import JWKS, Daemon, base_env, wait_until
 from tests.keys import jwk_set, kid_map, rsa_jwk, rsa_key
-
-DEADLINE_S = 20.0
 
 
 def run_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -117,70 +114,41 @@ def test_validate_applies_config(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["reason"] == "no_valid_keys"
 
 
-def http_get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-def wait_until(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
-def daemon(secrets: Secrets, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, str, Path]]:
-    """A real `jwksd serve` process against the moto server, logging JSON to a file."""
+def daemon(secrets: Secrets, tmp_path: Path) -> Iterator[tuple[Daemon, str]]:
+    """A real `jwksd serve` process against the moto server, logging JSON to a file; and its secret's id."""
     secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "first")))
-    port = free_port()
-    log_path = tmp_path / "jwksd.log"
-    env = {**os.environ, "JWKSD_SECRET_ID": secret, "JWKSD_LISTEN": f"127.0.0.1:{port}",
-           "JWKSD_METRICS_LISTEN": f"127.0.0.1:{free_port()}", "JWKSD_REFRESH_INTERVAL_S": "3600",
-           "JWKSD_MAX_AGE_S": "3600", "JWKSD_STATE_DIR": str(tmp_path), "JWKSD_LOG_FORMAT": "json",
-           "AWS_ENDPOINT_URL_SECRETS_MANAGER": secrets.endpoint, "AWS_REGION": REGION}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "jwksd", "serve"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    env = base_env(JWKSD_SECRET_ID=secret, JWKSD_LISTEN=f"127.0.0.1:{free_port()}",
+                   JWKSD_METRICS_LISTEN=f"127.0.0.1:{free_port()}", JWKSD_REFRESH_INTERVAL_S="3600",
+                   JWKSD_MAX_AGE_S="3600", JWKSD_STATE_DIR=str(tmp_path),
+                   AWS_ENDPOINT_URL_SECRETS_MANAGER=secrets.endpoint, AWS_REGION=REGION)
+    running = Daemon.from_env(env, tmp_path / "jwksd.log")
     try:
-        wait_until(lambda: http_get(f"{base}/readyz")[0] == 200, "readiness")
         # Ready comes with the swap; the refresh's log line follows once last-known-good is written.
-        wait_until(lambda: '"event": "refresh"' in log_path.read_text(), "the first refresh line")
-        yield process, base, secret, log_path
+        running.wait_event("refresh")
+        yield running, secret
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        running.kill()
 
 
-def test_sigusr1_forces_refresh(daemon: Any, secrets: Secrets) -> None:
+def test_sigusr1_forces_refresh(daemon: tuple[Daemon, str], secrets: Secrets) -> None:
     """SIGUSR1 makes a running daemon refresh now, not at the next interval."""
-    process, base, secret, _ = daemon
+    running, secret = daemon
     secrets.put(secret, jwk_set(rsa_jwk(rsa_key(1), "second")))
-    process.send_signal(signal.SIGUSR1)
-    wait_until(lambda: b'"second"' in http_get(f"{base}/.well-known/jwks.json")[1], "the refreshed set")
+    running.signal(signal.SIGUSR1)
+    wait_until(lambda: b'"second"' in running.get(JWKS)[2], "the refreshed set")
 
 
-def test_sigterm_exits_cleanly_and_logs_are_clean(daemon: Any) -> None:
+def test_sigterm_exits_cleanly_and_logs_are_clean(daemon: tuple[Daemon, str]) -> None:
     """SIGTERM stops the daemon with exit 0 in a few seconds; logs are JSON lines without key material."""
-    process, base, _, log_path = daemon
-    assert http_get(f"{base}/.well-known/jwks.json")[0] == 200
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 0
-    lines = log_path.read_text().splitlines()
-    events = [json.loads(line)["event"] for line in lines if line.startswith("{")]
+    running, _ = daemon
+    assert running.get(JWKS)[0] == 200
+    running.signal(signal.SIGTERM)
+    assert running.process.wait(timeout=10) == 0
+    events = [event["event"] for event in running.events()]
     assert "refresh" in events and "stopped" in events
     modulus = rsa_jwk(rsa_key(0), "first")["n"]
-    text = log_path.read_text()
+    text = running.log_path.read_text()
     assert modulus not in text and modulus[:40] not in text
     assert "testing" not in text  # the dummy credentials
 

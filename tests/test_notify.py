@@ -16,8 +16,8 @@ from jwksd.config import SystemdConfig, load_config
 from jwksd.errors import ConfigError
 from jwksd.notify import Notifier, socket_address
 from tests.conftest import REGION, Secrets, free_port
+from tests.daemon_process import Daemon, base_env
 from tests.keys import jwk_set, rsa_jwk, rsa_key
-from tests.process import Daemon, base_env, http_get
 
 WATCHDOG_S = 0.4
 RECV_DEADLINE_S = 20.0
@@ -71,20 +71,20 @@ def test_ready_only_after_keys_then_reload_and_stop(secrets: Secrets, notify_soc
                    AWS_ENDPOINT_URL_SECRETS_MANAGER=secrets.endpoint, NOTIFY_SOCKET=notify_socket.address,
                    WATCHDOG_USEC=str(int(WATCHDOG_S * 1_000_000)))
     started = time.monotonic()
-    daemon = Daemon(env, tmp_path / "jwksd.log")
+    daemon = Daemon.from_env(env, tmp_path / "jwksd.log", wait_ready=False)
     try:
         before_keys = []
         while notify_socket.count("WATCHDOG") < 3:  # the loop runs and says so, but nothing is served yet
             before_keys += notify_socket.receive_until("WATCHDOG", "1")
         assert not any("READY" in message for message in before_keys)
         assert before_keys[0]["STATUS"].startswith("waiting for a valid key set")
-        assert http_get(daemon.url("/readyz"))[0] == 503
+        assert daemon.get("/readyz")[0] == 503
 
         secrets.client.create_secret(Name=secret_id, SecretString=jwk_set(rsa_jwk(rsa_key(0), "k1")))
         daemon.signal(signal.SIGUSR1)
         ready = notify_socket.receive_until("READY", "1")[-1]
         assert ready["STATUS"] == "serving 1 key (fresh)"
-        assert http_get(daemon.url("/readyz"))[0] == 200  # READY=1 was sent after the set was installed
+        assert daemon.get("/readyz")[0] == 200  # READY=1 was sent after the set was installed
 
         daemon.signal(signal.SIGHUP)
         reload = notify_socket.receive_until("READY", "1")

@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REGION, Secrets, closed_endpoint, free_port
+from tests.daemon_process import Daemon, base_env, http_get, wait_until
 from tests.keys import jwk_set, rsa_jwk, rsa_key
-from tests.process import Daemon, base_env, http_get, wait_until
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "prometheus"
 PROMETHEUS = "/usr/bin/prometheus"
@@ -72,7 +72,7 @@ class Prometheus:
         wait_until(ready, "prometheus to be ready")
 
     def api(self, path: str, **params: str) -> Any:
-        status, body = http_get(f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}")
+        status, _, body = http_get(f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params)}")
         assert status == 200, body
         return json.loads(body)["data"]
 
@@ -97,7 +97,7 @@ def _key(name: str, labels: dict[str, str]) -> tuple[str, tuple[tuple[str, str],
 
 def scraped_by_daemon(metrics_url: str) -> Series:
     """What the daemon itself reports on /metrics, parsed by prometheus-client's parser."""
-    status, body = http_get(metrics_url)
+    status, _, body = http_get(metrics_url)
     assert status == 200
     return {_key(sample.name, sample.labels): sample.value
             for family in text_string_to_metric_families(body.decode()) for sample in family.samples}
@@ -110,12 +110,16 @@ def daemons(secrets: Secrets, tmp_path: Path) -> Iterator[tuple[Daemon, Daemon]]
     fallback = tmp_path / "fallback.json"
     fallback.write_text(jwk_set(rsa_jwk(rsa_key(1), "fb")))
     common = {"JWKSD_REFRESH_INTERVAL_S": "3600", "JWKSD_MAX_AGE_S": "3600", "AWS_REGION": REGION}
-    healthy = Daemon(base_env(**common, JWKSD_SECRET_ID=secret, JWKSD_LISTEN=f"127.0.0.1:{free_port()}",
-                              JWKSD_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
-                              AWS_ENDPOINT_URL_SECRETS_MANAGER=secrets.endpoint), tmp_path / "healthy.log")
-    degraded = Daemon(base_env(**common, JWKSD_SECRET_ID="jwksd-test/none", JWKSD_LISTEN=f"127.0.0.1:{free_port()}",
-                               JWKSD_METRICS_LISTEN=f"127.0.0.1:{free_port()}", JWKSD_FALLBACK_FILE=str(fallback),
-                               AWS_ENDPOINT_URL_SECRETS_MANAGER=closed_endpoint()), tmp_path / "degraded.log")
+    healthy = Daemon.from_env(base_env(**common, JWKSD_SECRET_ID=secret, JWKSD_LISTEN=f"127.0.0.1:{free_port()}",
+                                       JWKSD_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
+                                       AWS_ENDPOINT_URL_SECRETS_MANAGER=secrets.endpoint),
+                              tmp_path / "healthy.log", wait_ready=False)
+    degraded = Daemon.from_env(base_env(**common, JWKSD_SECRET_ID="jwksd-test/none",
+                                        JWKSD_LISTEN=f"127.0.0.1:{free_port()}",
+                                        JWKSD_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
+                                        JWKSD_FALLBACK_FILE=str(fallback),
+                                        AWS_ENDPOINT_URL_SECRETS_MANAGER=closed_endpoint()),
+                               tmp_path / "degraded.log", wait_ready=False)
     try:
         healthy.wait_ready()
         healthy.wait_event("refresh")

@@ -19,8 +19,8 @@ from jwksd.errors import ConfigError
 from jwksd.reload import plan, reload_config
 from tests.conftest import REGION, Secrets, free_port
 from tests.daemon_helpers import JWKS, get_jwks, kids_of, refresh_now, sm_config, start, wait_refreshes
+from tests.daemon_process import Daemon, base_env
 from tests.keys import jwk_set, rsa_jwk, rsa_key
-from tests.process import Daemon, base_env
 
 
 @pytest.fixture(autouse=True)
@@ -149,9 +149,8 @@ def test_sighup_reloads_a_running_daemon(secrets: Secrets, tmp_path: Path) -> No
             f'[source]\nsecret_id = "{secret}"\nendpoint_url = "{secrets.endpoint}"\nregion = "{REGION}"\n'
             '[log]\nlevel = "info"\n')
     path.write_text(body + "[refresh]\ninterval_s = 3600\nmax_age_s = 3600\n")
-    daemon = Daemon(base_env(JWKSD_CONFIG=str(path)), tmp_path / "jwksd.log", port=port)
+    daemon = Daemon.from_env(base_env(JWKSD_CONFIG=str(path)), tmp_path / "jwksd.log", port=port)
     try:
-        daemon.wait_ready()
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)  # kept open for 60 s
         connection.request("GET", JWKS)
         first = connection.getresponse()

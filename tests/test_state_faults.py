@@ -83,7 +83,7 @@ def test_unwritable_state_dir_serving_goes_on(problem: str, secrets: Secrets, tm
     secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "state-0")))
     sections = sm_sections(secret)
     sections["state"] = {"state_dir": str(state_dir)}
-    with Daemon(tmp_path, sections, endpoint=secrets.endpoint, wrapper=wrapper) as daemon:
+    with Daemon.from_toml(tmp_path, sections, endpoint=secrets.endpoint, wrapper=wrapper) as daemon:
         assert daemon.kids() == {"state-0"}
         wait_until(lambda: daemon.metric("jwksd_state_errors_total", operation="write") >= 1, "a failed write")
         secrets.put(secret, jwk_set(rsa_jwk(rsa_key(1), "state-1")))
@@ -105,13 +105,13 @@ def test_fallback_deleted_while_running(secrets: Secrets, tmp_path: Path) -> Non
     secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "live-0")))
     sections = sm_sections(secret)
     sections["state"] = {"fallback_file": str(fallback)}
-    with Daemon(tmp_path, sections, endpoint=secrets.endpoint) as daemon:
+    with Daemon.from_toml(tmp_path, sections, endpoint=secrets.endpoint) as daemon:
         fallback.unlink()
         daemon.refresh()
         assert daemon.kids() == {"live-0"}
         assert daemon.get("/health")[0] == 200
         assert not [e for e in daemon.events() if e.get("level") == "error"]
         assert daemon.stop() == 0
-    restart = Daemon(tmp_path, sections, endpoint=secrets.endpoint, wait_ready=False)
+    restart = Daemon.from_toml(tmp_path, sections, endpoint=secrets.endpoint, wait_ready=False)
     assert restart.process.wait(timeout=30) == 2
     assert f"fallback_file {str(fallback)!r} cannot be read: No such file or directory" in restart.log_path.read_text()

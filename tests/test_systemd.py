@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REGION, Secrets, free_port
+from tests.daemon_process import Daemon, base_env
 from tests.keys import jwk_set, rsa_jwk, rsa_key
-from tests.process import Daemon, base_env, http_get
 
 UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
 UNIT = UNIT_DIR / "jwksd.service"
@@ -80,10 +80,9 @@ def test_serves_under_memory_deny_write_execute(secrets: Secrets, tmp_path: Path
     env = base_env(JWKSD_SECRET_ID=secret, JWKSD_LISTEN=f"127.0.0.1:{free_port()}", JWKSD_METRICS_LISTEN="off",
                    JWKSD_STATE_DIR=str(tmp_path), AWS_REGION=REGION, AWS_ENDPOINT_URL_SECRETS_MANAGER=secrets.endpoint)
     argv = ["setpriv", "--no-new-privs", sys.executable, "-c", MDWE_LAUNCHER, sys.executable, "-m", "jwksd", "serve"]
-    daemon = Daemon(env, tmp_path / "jwksd.log", argv=argv)
+    daemon = Daemon.from_env(env, tmp_path / "jwksd.log", argv=argv)
     try:
-        daemon.wait_ready()
-        status, body = http_get(daemon.url("/.well-known/jwks.json"))
+        status, _, body = daemon.get()
         assert status == 200 and b'"k1"' in body
         assert (tmp_path / "last-known-good.json").exists()
         assert daemon.stop() == 0

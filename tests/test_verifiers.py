@@ -132,8 +132,8 @@ def test_verifiers_through_rotation(group: str, secrets: Secrets, tmp_path: Path
         for n, gen in enumerate(("old", "new", "newest"))}
     old, new, newest = generations["old"], generations["new"], generations["newest"]
     secret = secrets.create(jwk_set(*(key.jwk for key in old.values())))
-    with Daemon(tmp_path, sm_sections(secret), endpoint=secrets.endpoint) as daemon:
-        url = daemon.base + JWKS
+    with Daemon.from_toml(tmp_path, sm_sections(secret), endpoint=secrets.endpoint) as daemon:
+        url = daemon.url(JWKS)
         unknown = [("unknown kid", alg, key.sign(kid="not-served"), False) for alg, key in old.items()]
         problems = check(verifiers, url, tokens_of(old, "served", True) + unknown)
 
@@ -154,7 +154,7 @@ def test_verifier_refuses_forged_signature(secrets: Secrets, tmp_path: Path, ver
     """A token signed by a key that is not served, under a served kid, is refused by every verifier."""
     served, forger = signing_key("ES256", "es256-served"), signing_key("ES256", "es256-served")
     secret = secrets.create(jwk_set(served.jwk))
-    with Daemon(tmp_path, sm_sections(secret), endpoint=secrets.endpoint) as daemon:
+    with Daemon.from_toml(tmp_path, sm_sections(secret), endpoint=secrets.endpoint) as daemon:
         tokens: list[tuple[str, str, str, bool]] = [("served", "ES256", served.sign(), True),
                                                     ("forged", "ES256", forger.sign(), False)]
-        assert check(verifiers, daemon.base + JWKS, tokens) == []
+        assert check(verifiers, daemon.url(JWKS), tokens) == []
