@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from jwksd import __version__
 from jwksd.config import RefreshConfig
@@ -23,16 +26,57 @@ REQUEST_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 REFRESH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
+class RequestStats:
+    """``jwksd_requests_total`` and ``jwksd_request_duration_seconds``: plain ints, exported when scraped.
+
+    Requests are counted on the event loop, and scrapes read there too, so no lock is needed;
+    prometheus_client's Counter and Histogram take one per update, which was most of what the
+    per-request accounting cost (BENCHMARKS.md).
+    """
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self.buckets = tuple(buckets)
+        self.counts: dict[tuple[str, int, str], int] = {}
+        self.durations: dict[str, list[float]] = {}  # path -> [count per bucket..., count above, sum]
+
+    def prepare(self, path: str, status: int | None = None, source: str = "none") -> None:
+        """Create a series at 0: the path's histogram, and with ``status`` one request counter."""
+        self.durations.setdefault(path, [0] * (len(self.buckets) + 2))
+        if status is not None:
+            self.counts.setdefault((path, status, source), 0)
+
+    def observe(self, path: str, status: int, source: str, seconds: float) -> None:
+        key = (path, status, source)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        histogram = self.durations.get(path)
+        if histogram is None:
+            histogram = self.durations[path] = [0] * (len(self.buckets) + 2)
+        histogram[bisect_left(self.buckets, seconds)] += 1
+        histogram[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("jwksd_requests", "HTTP requests by path, status and X-JWKS-Source.",
+                                       labels=["path", "status", "source"])
+        for (path, status, source), count in sorted(list(self.counts.items())):
+            requests.add_metric([path, str(status), source], count)
+        durations = HistogramMetricFamily("jwksd_request_duration_seconds", "Time to answer a request.",
+                                          labels=["path"])
+        bounds = [*(repr(float(le)) for le in self.buckets), "+Inf"]  # as prometheus_client writes them
+        for path, histogram in sorted(list(self.durations.items())):
+            counts = list(histogram)
+            durations.add_metric([path], list(zip(bounds, accumulate(counts[:-1]), strict=True)), counts[-1])
+        yield requests
+        yield durations
+
+
 class Metrics:
     """Every metric jwksd exports; one instance per daemon (and per test)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
-        self.requests = Counter("jwksd_requests", "HTTP requests by path, status and X-JWKS-Source.",
-                                ["path", "status", "source"], registry=r)
-        self.request_duration = Histogram("jwksd_request_duration_seconds", "Time to answer a request.",
-                                          ["path"], buckets=REQUEST_BUCKETS_S, registry=r)
+        self.http = RequestStats(REQUEST_BUCKETS_S)
+        r.register(self.http)
         self.refreshes = Counter("jwksd_refreshes", "Refreshes by source and outcome.",
                                  ["source", "outcome"], registry=r)
         self.refresh_duration = Histogram("jwksd_refresh_duration_seconds", "Time a refresh took, fetch included.",
@@ -91,11 +135,11 @@ class Metrics:
                 reject_reasons: Iterable[str]) -> None:
         """Create the label values that depend on configuration so every series reads 0 from the start."""
         for path in paths:
-            self.request_duration.labels(path)
+            self.http.prepare(path)
             for source in SERVED_SOURCES:
-                for status in ("200", "304"):
-                    self.requests.labels(path, status, source)
-            self.requests.labels(path, "503", "none")
+                for status in (200, 304):
+                    self.http.prepare(path, status, source)
+            self.http.prepare(path, 503, "none")
         for name in source_names:
             self.refresh_duration.labels(name)
             for outcome in REFRESH_OUTCOMES:

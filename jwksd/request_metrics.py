@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
 
 from aiohttp import hdrs, web
 
@@ -21,16 +20,15 @@ OTHER = "other"
 
 
 class RequestMetrics:
-    """Wraps handlers; keeps each labelled child once looked up (paths x statuses x sources is small)."""
+    """Wraps handlers so that each request is counted and timed once it is answered."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self._counters: dict[tuple[str, int, str], Any] = {}
 
     def wrap(self, handler: Handler, path: str) -> Handler:
         """``handler`` counted under ``path`` (a JWKS path, or 'other') by status and X-JWKS-Source."""
-        duration = self.metrics.request_duration.labels(path)
-        requests, counters, perf_counter = self.metrics.requests, self._counters, time.perf_counter
+        stats, perf_counter = self.metrics.http, time.perf_counter
+        stats.prepare(path)
 
         async def counted(request: web.Request) -> web.StreamResponse:
             started = perf_counter()
@@ -47,12 +45,7 @@ class RequestMetrics:
                 status = exc.status
                 raise
             finally:
-                key = (path, status, source)
-                counter = counters.get(key)
-                if counter is None:
-                    counter = counters[key] = requests.labels(path, str(status), source)
-                counter.inc()
-                duration.observe(perf_counter() - started)
+                stats.observe(path, status, source, perf_counter() - started)
 
         return counted
 

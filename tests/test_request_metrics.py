@@ -45,3 +45,23 @@ async def test_body_refused_and_counted(aiohttp_client: Any, secrets: Secrets) -
             assert response.status == 413
     assert metric(client, "jwksd_requests_total", path=JWKS, status="413", source="none") == 1
     assert metric(client, "jwksd_requests_total", path="other", status="413", source="none") == 1
+
+
+def test_request_stats_buckets_and_zero_series() -> None:
+    """Prepared series read 0; a duration on a bucket bound counts in that bucket; counts are cumulative."""
+    from jwksd.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.prepare([JWKS], [], [], [])
+    registry = metrics.registry
+    assert registry.get_sample_value("jwksd_requests_total", {"path": JWKS, "status": "304", "source": "stale"}) == 0
+    for seconds in (0.0001, 0.0003, 2.0):
+        metrics.http.observe(JWKS, 200, "fresh", seconds)
+
+    def bucket(le: str) -> float | None:
+        return registry.get_sample_value("jwksd_request_duration_seconds_bucket", {"path": JWKS, "le": le})
+
+    assert (bucket("0.0001"), bucket("0.0005"), bucket("1.0"), bucket("+Inf")) == (1, 2, 2, 3)
+    assert registry.get_sample_value("jwksd_request_duration_seconds_count", {"path": JWKS}) == 3
+    assert registry.get_sample_value("jwksd_request_duration_seconds_sum", {"path": JWKS}) == 2.0004
+    assert registry.get_sample_value("jwksd_requests_total", {"path": JWKS, "status": "200", "source": "fresh"}) == 3
