@@ -39,7 +39,7 @@ class Settings:
 
     @classmethod
     def full(cls) -> Settings:
-        return cls(rounds=3, duration_s=4, connections=(1, 16, 64), ready_starts=5, soak_s=300, window_s=60,
+        return cls(rounds=4, duration_s=2, connections=(1, 16, 64), ready_starts=5, soak_s=300, window_s=60,
                    validate_s=3)
 
     @classmethod
@@ -93,13 +93,17 @@ def throughput(work: Path, moto: Moto, settings: Settings, loops: list[str], bef
                     others.append(contenders.start_node(work, body, headers))
                     with running(others[-1]):
                         log(f"throughput: {len(jwksds) + len(others)} contenders, {settings.rounds} rounds")
-                        servers = [*jwksds, *others]
-                        cells = scenarios.matrix(servers, dict.fromkeys((s.name for s in servers), etag),
-                                                 connections=settings.connections,
-                                                 rounds=settings.rounds, duration_s=settings.duration_s,
-                                                 progress=log)
+                        servers = {server.name: server for server in [*jwksds, *others]}
+                        default = servers[f"jwksd-{loops[-1]}"]
+                        pairs = [(servers[f"jwksd-{loop}"], servers[f"bare-{loop}"]) for loop in loops]
+                        pairs += [(default, server) for server in servers.values()
+                                  if server.name in ("jwksd-before", "nginx", "node")]
+                        cells, ratios = scenarios.matrix(pairs, dict.fromkeys(servers, etag),
+                                                         connections=settings.connections, rounds=settings.rounds,
+                                                         duration_s=settings.duration_s, progress=log)
                         statuses = {server.name: scenarios.statuses(server) for server in jwksds}
-            return {"cells": report.cells_json(cells), "jwksd_statuses": statuses, "body_bytes": body.stat().st_size,
+            return {"cells": report.cells_json(cells), "ratios": report.ratios_json(ratios),
+                    "jwksd_statuses": statuses, "body_bytes": body.stat().st_size,
                     "headers": json.loads(headers.read_text()), "before": before}
     finally:
         proxy.stop()
@@ -133,9 +137,11 @@ def degraded(work: Path, moto: Moto, settings: Settings, loop: str) -> dict[str,
 
         calls_before = {name: proxy.get_secret_calls() for name, proxy in proxies.items()}
         log(f"degraded: healthy, slow (3 s a call), down (503) and a 100-key RSA-4096 rotation, on {loop}")
-        cells = scenarios.matrix(servers, etags, connections=settings.connections, rounds=settings.rounds,
-                                 duration_s=settings.duration_s, during=during, progress=log)
-        return {"cells": report.cells_json(cells), "loop": loop,
+        healthy = servers[0]
+        cells, ratios = scenarios.matrix([(server, healthy) for server in servers[1:]], etags,
+                                         connections=settings.connections, rounds=settings.rounds,
+                                         duration_s=settings.duration_s, during=during, progress=log)
+        return {"cells": report.cells_json(cells), "ratios": report.ratios_json(ratios), "loop": loop,
                 "statuses": {server.name: scenarios.statuses(server) for server in servers},
                 "aws_calls": {name: proxy.get_secret_calls() - calls_before[name] for name, proxy in proxies.items()},
                 "refreshes": {server.name: scenarios.metric(server, "jwksd_refreshes_total", outcome=outcome)
@@ -190,7 +196,12 @@ def main() -> int:
                         help="one short round of everything (also BENCH_QUICK=1)")
     parser.add_argument("--out", type=Path, default=contenders.ROOT / "BENCHMARKS.md")
     parser.add_argument("--before", metavar="GIT_REF", help="also measure jwksd as of this commit (jwksd-before)")
+    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                        help="only rewrite the tables from a saved run (bench/results/latest.json)")
     args = parser.parse_args()
+    if args.render:
+        report.write(args.out, json.loads(args.render.read_text()))
+        return 0
     settings = Settings.quick() if args.quick else Settings.full()
     loops = ["asyncio", "uvloop"] if uvloop_installed() else ["asyncio"]
     default_loop = loops[-1]  # what `event_loop = "auto"` picks here

@@ -29,35 +29,60 @@ class Cell:
         return summarize(self.runs)
 
 
-def matrix(servers: Sequence[Server], etags: Mapping[str, str], *, connections: Sequence[int], rounds: int,
-           duration_s: float, during: Callable[[Server], Callable[[], None]] | None = None,
-           progress: Callable[[str], None] = print) -> dict[tuple[str, str, int], Cell]:
-    """Every contender at every status and connection count, ``rounds`` times, alternating contenders.
+@dataclass
+class Ratios:
+    """Per-round ratios of two servers measured back to back: a / b for req/s, p99 and p99.9."""
 
-    ``etags`` holds each server's If-None-Match value for the 304 runs.
-    The order of contenders rotates each round so none always runs first, after a cold cache or
-    another contender's heat. ``during(server)`` starts background activity for that server's runs
-    and returns the function that stops it.
+    a: str
+    b: str
+    status: str
+    connections: int
+    rps: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    p999: list[float] = field(default_factory=list)
+
+
+def matrix(pairs: Sequence[tuple[Server, Server]], etags: Mapping[str, str], *, connections: Sequence[int],
+           rounds: int, duration_s: float, during: Callable[[Server], Callable[[], None]] | None = None,
+           progress: Callable[[str], None] = print
+           ) -> tuple[dict[tuple[str, str, int], Cell], dict[tuple[str, str, str, int], Ratios]]:
+    """Each pair at every status and connection count, ``rounds`` times; the two of a pair run back to back.
+
+    The machine is shared, so load drifts within seconds: a ratio is taken within each pair, whose
+    runs are adjacent in time (their order alternating by round), and the median of those ratios is
+    what is reported. The order of the pairs rotates each round. ``etags`` holds each server's
+    If-None-Match value for the 304 runs; ``during(server)`` starts background activity for that
+    server's runs and returns the function that stops it.
     """
     cells: dict[tuple[str, str, int], Cell] = {}
+    ratios: dict[tuple[str, str, str, int], Ratios] = {}
+
+    def measure(server: Server, status: str, conns: int, round_index: int) -> Run:
+        stop = during(server) if during else None
+        try:
+            run = run_wrk(server.url, connections=conns, duration_s=duration_s,
+                          etag=etags[server.name] if status == "304" else None)
+        finally:
+            if stop:
+                stop()
+        cells.setdefault((server.name, status, conns), Cell(server.name, status, conns)).runs.append(run)
+        progress(f"round {round_index + 1}/{rounds} {server.name:>14} {status} c={conns:<3} {run.rps:9.0f} req/s  "
+                 f"p99 {run.p99_ms:6.2f} ms  p99.9 {run.p999_ms:6.2f} ms  errors {run.errors}")
+        return run
+
     for round_index in range(rounds):
+        shift = round_index % len(pairs)
         for status in STATUSES:
             for conns in connections:
-                shift = round_index % len(servers)
-                for server in [*servers[shift:], *servers[:shift]]:
-                    stop = during(server) if during else None
-                    try:
-                        run = run_wrk(server.url, connections=conns, duration_s=duration_s,
-                                      etag=etags[server.name] if status == "304" else None)
-                    finally:
-                        if stop:
-                            stop()
-                    cell = cells.setdefault((server.name, status, conns), Cell(server.name, status, conns))
-                    cell.runs.append(run)
-                    progress(f"round {round_index + 1}/{rounds} {server.name:>14} {status} c={conns:<3} "
-                             f"{run.rps:9.0f} req/s  p99 {run.p99_ms:6.2f} ms  p99.9 {run.p999_ms:6.2f} ms"
-                             f"  errors {run.errors}")
-    return cells
+                for a, b in [*pairs[shift:], *pairs[:shift]]:
+                    order = (a, b) if round_index % 2 == 0 else (b, a)
+                    runs = {server.name: measure(server, status, conns, round_index) for server in order}
+                    first, second = runs[a.name], runs[b.name]
+                    ratio = ratios.setdefault((a.name, b.name, status, conns), Ratios(a.name, b.name, status, conns))
+                    ratio.rps.append(first.rps / second.rps if second.rps else 0.0)
+                    ratio.p99.append(first.p99_ms / second.p99_ms if second.p99_ms else 0.0)
+                    ratio.p999.append(first.p999_ms / second.p999_ms if second.p999_ms else 0.0)
+    return cells, ratios
 
 
 class Pulse:

@@ -44,8 +44,8 @@ def test_one_round_jwksd_and_bare(tmp_path: Path, proxy: Proxy, secrets: Secrets
         bare = contenders.start_bare(tmp_path, body, headers, loop="asyncio")
         try:
             assert contenders.fetch(bare.url)[2] == body.read_bytes()
-            cells = scenarios.matrix([jwksd, bare], {"jwksd-asyncio": etag, "bare-asyncio": etag}, connections=(4,),
-                                     rounds=1, duration_s=1, progress=lambda _: None)
+            cells, ratios = scenarios.matrix([(jwksd, bare)], {"jwksd-asyncio": etag, "bare-asyncio": etag},
+                                             connections=(4,), rounds=1, duration_s=1, progress=lambda _: None)
         finally:
             bare.stop()
         served = scenarios.statuses(jwksd)
@@ -54,7 +54,10 @@ def test_one_round_jwksd_and_bare(tmp_path: Path, proxy: Proxy, secrets: Secrets
     assert all(cell.runs[0].requests > 0 and cell.runs[0].errors == 0 for cell in cells.values())
     assert set(served) == {"200", "304"}
     assert proxy.get_secret_calls() == 2  # one refresh at start reads both stages, whatever the load
-    results = {"throughput": {"cells": report.cells_json(cells), "body_bytes": body.stat().st_size},
+    assert sorted((r.a, r.b, r.status) for r in ratios.values()) == [("jwksd-asyncio", "bare-asyncio", "200"),
+                                                                      ("jwksd-asyncio", "bare-asyncio", "304")]
+    results = {"throughput": {"cells": report.cells_json(cells), "ratios": report.ratios_json(ratios),
+                              "body_bytes": body.stat().st_size},
                "loops": ["asyncio"], "settings": {"connections": [4]}}
     table = "\n".join(report._throughput_table(results))
     assert "| bare-asyncio | 4 |" in table and "| jwksd-asyncio | 4 |" in table
