@@ -11,6 +11,7 @@ import email.utils
 import json
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -19,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import contenders, report, scenarios
+from bench import chain, contenders, report, scenarios
 from bench.documents import RESULTS, rsa_document, split_stages
 from bench.source import Moto, Proxy
 
@@ -173,6 +174,22 @@ def _etag(headers: dict[str, str]) -> str:
     return next(value for name, value in headers.items() if name.lower() == "etag")
 
 
+def handler_chain(work: Path, settings: Settings, before: str | None) -> dict[str, Any]:
+    """Microseconds per request through the handler chain alone, jwksd (and as of ``before``) against bare."""
+    trees: dict[str, Path | None] = {"jwksd": None, "bare": None}
+    if before:
+        trees["jwksd-before"] = contenders.export_tree(before, work)
+    samples: dict[str, dict[str, list[float]]] = {name: {"200": [], "304": []} for name in trees}
+    iterations = 20000 if settings.rounds > 1 else 3000
+    for _ in range(settings.rounds):
+        for name, tree in trees.items():
+            for status, value in chain.run("bare" if name == "bare" else "jwksd", tree, iterations=iterations).items():
+                samples[name][status].append(value)
+    log("handler chain: " + ", ".join(f"{name} {statistics.median(s['200']):.1f}/{statistics.median(s['304']):.1f} us"
+                                      for name, s in samples.items()))
+    return {name: {status: statistics.median(values) for status, values in s.items()} for name, s in samples.items()}
+
+
 def memory_and_calls(work: Path, moto: Moto, settings: Settings, loop: str) -> dict[str, Any]:
     """A soak at full speed: RSS over time, the peak, and GetSecretValue calls counted at the proxy."""
     proxy = Proxy(moto.endpoint).start()
@@ -226,6 +243,7 @@ def main() -> int:
                 results["ready_s"] = list(ready.samples_s)
             finally:
                 ready_proxy.stop()
+            results["chain"] = handler_chain(work, settings, args.before)
             results["throughput"] = throughput(work, moto, settings, loops, args.before)
             results["degraded"] = degraded(work, moto, settings, default_loop)
             results["soak"] = memory_and_calls(work, moto, settings, default_loop)

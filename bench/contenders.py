@@ -151,6 +151,8 @@ def start_jwksd(workdir: Path, *, name: str, endpoint: str, secret_id: str, loop
 def export_tree(ref: str, workdir: Path) -> Path:
     """The jwksd package as of git ``ref``, unpacked under ``workdir`` (``python -m jwksd`` runs it from there)."""
     target = workdir / f"tree-{ref}"
+    if target.exists():
+        return target
     target.mkdir()
     archive = subprocess.run(["git", "archive", ref, "jwksd"], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)

@@ -61,3 +61,11 @@ def test_one_round_jwksd_and_bare(tmp_path: Path, proxy: Proxy, secrets: Secrets
                "loops": ["asyncio"], "settings": {"connections": [4]}}
     table = "\n".join(report._throughput_table(results))
     assert "| bare-asyncio | 4 |" in table and "| jwksd-asyncio | 4 |" in table
+
+
+def test_handler_chain_measured() -> None:
+    """The handler-chain measurement runs jwksd's app in its own process and answers microseconds for 200 and 304."""
+    from bench import chain
+
+    result = chain.run("jwksd", None, iterations=200, repeats=1)
+    assert set(result) == {"200", "304"} and all(value > 0 for value in result.values())
