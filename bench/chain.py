@@ -68,10 +68,10 @@ async def _measure(app: web.Application, etag: str, *, iterations: int, repeats:
 def run(kind: str, tree: Path | None, *, iterations: int = 20000, repeats: int = 5) -> dict[str, float]:
     """Measure in a fresh process (so trees do not mix): ``kind`` is jwksd or bare; ``tree`` an older jwksd."""
     root = Path(__file__).resolve().parent.parent
-    path = f"{tree}:{root}" if tree else str(root)
+    # `-m` puts the working directory first on sys.path: jwksd comes from ``tree``, bench from ``root``.
     result = subprocess.run([sys.executable, "-m", "bench.chain", kind, str(iterations), str(repeats)],
-                            capture_output=True, text=True, timeout=300, check=True, cwd=root,
-                            env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+                            capture_output=True, text=True, timeout=300, check=True, cwd=tree or root,
+                            env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     data: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
     return data
 
