@@ -69,7 +69,7 @@ pytest: $(STAMP) deps $(NODE_STAMP) $(FUZZ_STAMP)
 
 test: lint typecheck pytest
 
-# Not part of `make test`: about 18 minutes (BENCH_QUICK=1 for a short look); writes BENCHMARKS.md.
+# Not part of `make test`: about 20 minutes (BENCH_QUICK=1 for a short look); writes BENCHMARKS.md.
 bench: $(STAMP)
 	@scripts/debian-deps $(BENCH_DEBS)
 	$(PY) -m pip install --quiet -e '.[test,demo,bench]'

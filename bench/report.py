@@ -177,7 +177,7 @@ def render(results: Mapping[str, Any]) -> str:
            "|---|---|---|---|---|---|---|---|---|---|---|",
            f"| {m['nproc']} | {m['cpu']} | {m['memory']} | {m['kernel']} | {m['load_at_start']} | {m['python']} | "
            f"{m['aiohttp']} | {m['uvloop']} | {m['nginx']} | {m['node']} | {m['wrk']} |", "",
-           "Reproduce: `make bench` (about 18 minutes; `BENCH_QUICK=1 make bench` for a 3-minute look). "
+           "Reproduce: `make bench` (about 20 minutes; `BENCH_QUICK=1 make bench` for a 3-minute look). "
            "Raw numbers: `bench/results/latest.json`.", "",
            "## Targets", "", "| target | measured | |", "|---|---|---|"]
     out += [f"| {name} | {measured} | {_mark(ok)} |" for name, measured, ok in targets(results)]
