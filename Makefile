@@ -73,7 +73,7 @@ test: lint typecheck pytest
 bench: $(STAMP)
 	@scripts/debian-deps $(BENCH_DEBS)
 	$(PY) -m pip install --quiet -e '.[test,demo,bench]'
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .coverage

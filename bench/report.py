@@ -164,6 +164,11 @@ def _served(results: Mapping[str, Any]) -> int:
     return int(sum(n for c in counts for n in c.values()))
 
 
+def _command(results: Mapping[str, Any]) -> str:
+    before = results["throughput"].get("before")
+    return f"make bench BENCH_ARGS='--before {before}'" if before else "make bench"
+
+
 def render(results: Mapping[str, Any]) -> str:
     """The generated part of BENCHMARKS.md."""
     m = results["machine"]
@@ -177,7 +182,7 @@ def render(results: Mapping[str, Any]) -> str:
            "|---|---|---|---|---|---|---|---|---|---|---|",
            f"| {m['nproc']} | {m['cpu']} | {m['memory']} | {m['kernel']} | {m['load_at_start']} | {m['python']} | "
            f"{m['aiohttp']} | {m['uvloop']} | {m['nginx']} | {m['node']} | {m['wrk']} |", "",
-           "Reproduce: `make bench` (about 20 minutes; `BENCH_QUICK=1 make bench` for a 3-minute look). "
+           f"Reproduce: `{_command(results)}` (about 20 minutes; `BENCH_QUICK=1 make bench` for a 3-minute look). "
            "Raw numbers: `bench/results/latest.json`.", "",
            "## Targets", "", "| target | measured | |", "|---|---|---|"]
     out += [f"| {name} | {measured} | {_mark(ok)} |" for name, measured, ok in targets(results)]
