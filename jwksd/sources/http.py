@@ -8,9 +8,7 @@ be downgraded to plain http. The body is read up to the validator's size limit p
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import random
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -23,6 +21,7 @@ from jwksd.config import HttpSourceConfig
 from jwksd.errors import SourceError
 from jwksd.metrics import UPSTREAM_RESULTS, Metrics
 from jwksd.sources import Document, Fetch
+from jwksd.sources.retry import with_retries
 
 log = structlog.get_logger("jwksd.sources.http")
 
@@ -77,19 +76,7 @@ class HttpSource:
             metrics.upstream_requests.labels(self.name, result)
 
     async def fetch(self) -> Fetch:
-        attempts = self.config.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return await self._get()
-            except SourceError as exc:
-                if not exc.retryable or attempt == attempts - 1:
-                    raise
-                cap = min(self.config.retry_cap_s, self.config.retry_base_s * 2**attempt)
-                delay = random.uniform(0, cap)  # noqa: S311 - backoff jitter, not secrets
-                log.info("upstream_retry", source=self.name, code=exc.code, attempt=attempt + 1,
-                         delay_s=round(delay, 3))
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await with_retries(self._get, self.config, "upstream_retry", source=self.name)
 
     async def _get(self) -> Fetch:
         """One conditional GET, translating everything aiohttp can raise into SourceError."""

@@ -8,7 +8,6 @@ is counted in ``jwksd_aws_calls_total`` and the backoff is the configured full j
 from __future__ import annotations
 
 import asyncio
-import random
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -28,6 +27,7 @@ from jwksd.config import SecretsManagerSourceConfig
 from jwksd.errors import SourceError
 from jwksd.metrics import Metrics
 from jwksd.sources import Document, Fetch
+from jwksd.sources.retry import with_retries
 
 log = structlog.get_logger("jwksd.sources.secretsmanager")
 
@@ -94,20 +94,9 @@ class SecretsManagerSource:
 
     async def _get(self, stage: str) -> Document:
         """One GetSecretValue with bounded attempts, full-jitter backoff between retryable failures."""
-        attempts = self.config.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                response = await self._call(stage)
-            except SourceError as exc:
-                if not exc.retryable or attempt == attempts - 1:
-                    raise
-                delay = random.uniform(0, min(self.config.retry_cap_s, self.config.retry_base_s * 2**attempt))  # noqa: S311
-                log.info("aws_retry", operation=OPERATION, stage=stage, code=exc.code, attempt=attempt + 1,
-                         delay_s=round(delay, 3))
-                await asyncio.sleep(delay)
-                continue
-            return self._document(stage, response)
-        raise AssertionError("unreachable")  # pragma: no cover
+        response = await with_retries(lambda: self._call(stage), self.config, "aws_retry", operation=OPERATION,
+                                      stage=stage)
+        return self._document(stage, response)
 
     async def _call(self, stage: str) -> dict[str, Any]:
         """Translate everything botocore and the network can raise into SourceError, counting each call."""
