@@ -185,6 +185,9 @@ class SharedSource:
         self.max_fresh_s = max_fresh_s
         self.entry_key = f"entry:{source.name}"
         self.lease_key = f"lease:{source.name}"
+        # The last entry bytes parsed and what came of it: a replica waiting on a lease reads the same
+        # (usually stale) entry every poll, and validating it again each time would give the same answer.
+        self._parsed: tuple[bytes, Entry | DocumentRejected] | None = None
 
     def _count(self, event: str) -> None:
         self.cache.metrics.shared_cache_events.labels(self.name, event).inc()
@@ -271,11 +274,15 @@ class SharedSource:
         value = await self.cache.get(self.entry_key)
         if value is None:
             return "miss", None
-        try:
-            entry = await asyncio.to_thread(self._parse, value)
-        except DocumentRejected as exc:
-            event = "bad_hmac" if exc.reason == "bad_hmac" else "invalid_entry"
-            log.warning("shared_entry_refused", source=self.name, reason=exc.reason, detail=exc.detail)
+        if self._parsed is None or self._parsed[0] != value:
+            try:
+                self._parsed = (value, await asyncio.to_thread(self._parse, value))
+            except DocumentRejected as refused:
+                self._parsed = (value, refused)
+        entry = self._parsed[1]
+        if isinstance(entry, DocumentRejected):
+            event = "bad_hmac" if entry.reason == "bad_hmac" else "invalid_entry"
+            log.warning("shared_entry_refused", source=self.name, reason=entry.reason, detail=entry.detail)
             return event, None
         age = entry.age_s(self.cache.clock.time())
         if not -entry.fresh_for_s < age < entry.fresh_for_s:
