@@ -108,14 +108,9 @@ def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None
             target = data.setdefault(section, {})
         if isinstance(target, dict):
             target[key] = environ[variable]
-    endpoint = environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or environ.get("AWS_ENDPOINT_URL")
-    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     for table in source_tables(data):
         if isinstance(table, dict) and table.get("kind", "secretsmanager") == "secretsmanager":
-            if endpoint and not table.get("endpoint_url"):
-                table["endpoint_url"] = endpoint
-            if region and not table.get("region"):
-                table["region"] = region
+            _aws_defaults(table, environ, {"endpoint_url": "SECRETS_MANAGER"})
         elif isinstance(table, dict) and table.get("kind") == "dynamodb":
             _aws_defaults(table, environ, {"endpoint_url": "DYNAMODB", "kms_endpoint_url": "KMS"})
     if isinstance(data.get("rotation"), dict):
