@@ -23,7 +23,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from jwksd.config import Config, FileSourceConfig, HttpCacheConfig, HttpSourceConfig, LiveConfig, SourceConfig
 from jwksd.errors import StateError
 from jwksd.metrics import Metrics
-from jwksd.refresh import Refresher, SourceState
+from jwksd.refresh import ErrorInfo, Refresher, SourceState
 from jwksd.request_metrics import OTHER, RequestMetrics, add_catch_all
 from jwksd.sources import Source, open_source
 from jwksd.state import LastKnownGood, load_fallback, load_last_known_good
@@ -193,8 +193,7 @@ def health_document(app: web.Application) -> tuple[int, dict[str, Any]]:
         "age_s": round(age, 3),
         "kids": list(snapshot.kids) if snapshot else [],
         "last_success": _iso(max(successes)) if successes else None,
-        "last_error": ({"code": errors[-1].code, "message": errors[-1].message, "at": _iso(errors[-1].at)}
-                       if errors else None),
+        "last_error": _error(errors[-1] if errors else None),
         "sources": {s.name: _source_health(s) for s in states},
     }
     checks = {"jwks": check}
@@ -212,13 +211,17 @@ def health_document(app: web.Application) -> tuple[int, dict[str, Any]]:
 
 def _source_health(state: SourceState) -> dict[str, Any]:
     """One source's own part: warn while it fails (its last good keys stay served)."""
-    error = state.last_error
     return {
         "status": "warn" if state.failing else "pass",
         "origin": "last-known-good" if state.seeded else ("fresh" if state.last_success is not None else "none"),
         "last_success": _iso(state.last_success) if state.last_success is not None else None,
-        "last_error": {"code": error.code, "message": error.message, "at": _iso(error.at)} if error else None,
+        "last_error": _error(state.last_error),
     }
+
+
+def _error(error: ErrorInfo | None) -> dict[str, Any] | None:
+    """A source error as /health shows it."""
+    return {"code": error.code, "message": error.message, "at": _iso(error.at)} if error else None
 
 
 def _iso(at: float) -> str:

@@ -94,7 +94,7 @@ async def reload_config(app: web.Application, load: Callable[[], Config]) -> boo
         _check(loaded)
         new, changed, restart = plan(old, loaded)
         sources, retired = await _open_sources(app, old, new)
-    except (ConfigError, JwksdError) as exc:
+    except JwksdError as exc:  # ConfigError included
         problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
         metrics.config_reloads.labels("rejected").inc()
         log.error("reload_rejected", problems=problems, detail="the running configuration stays")

@@ -75,23 +75,17 @@ def save_last_known_good(state_dir: Path, keys: tuple[Mapping[str, Any], ...], *
 def load_last_known_good(state_dir: Path, validation: ValidationConfig) -> LastKnownGood | None:
     """Read and re-validate the snapshot; None when there is none. A bad file raises StateError.
 
-    Called once at start, before any write: temp files left by a process killed mid-write are removed.
+    Called once at start, before any write (so the file cannot vanish between the check and the read):
+    temp files left by a process killed mid-write are removed.
     """
     for stale in state_dir.glob(".lkg-*.tmp"):
         with contextlib.suppress(OSError):  # a read-only state_dir is reported by the first write
             stale.unlink()
     path = lkg_path(state_dir)
     validation = replace(validation, max_document_bytes=LKG_MAX_BYTES, max_keys=LKG_MAX_KEYS)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except OSError as exc:
-        raise StateError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
-    try:
-        keyset = validate_document(data, validation)
-    except DocumentRejected as exc:
-        raise StateError(f"{str(path)!r} is not a valid key set ({exc.reason}: {exc.detail})") from exc
+    data, keyset = _read_valid(path, validation, "last-known-good file")
     fetched_at = changed_at = path.stat().st_mtime
     meta: Any = {}
     try:
@@ -122,11 +116,16 @@ def _read_shares(meta: Any, validation: ValidationConfig) -> tuple[dict[str, Key
 
 def load_fallback(path: Path, validation: ValidationConfig) -> KeySet:
     """Read and validate the fallback key file; any problem raises StateError (fatal at start)."""
+    return _read_valid(path, validation, "fallback_file")[1]
+
+
+def _read_valid(path: Path, validation: ValidationConfig, label: str) -> tuple[bytes, KeySet]:
+    """The file's bytes and their validated key set; an unreadable or invalid file raises StateError."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise StateError(f"fallback_file {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
+        raise StateError(f"{label} {str(path)!r} cannot be read: {exc.strerror or exc}") from exc
     try:
-        return validate_document(data, validation)
+        return data, validate_document(data, validation)
     except DocumentRejected as exc:
-        raise StateError(f"fallback_file {str(path)!r} is not a valid key set ({exc.reason}: {exc.detail})") from exc
+        raise StateError(f"{label} {str(path)!r} is not a valid key set ({exc.reason}: {exc.detail})") from exc
