@@ -4,7 +4,7 @@
 jwksd applications in this process, each with its own Metrics and its own refresh task on real timers
 (``interval_s`` with the default ±10% jitter), reading one secret with both stages (two GetSecretValue
 calls a fetch) from moto through a proxy that counts the calls, as AWS would bill them. Each run with
-Redis starts from an empty redis-server. Prints the Markdown table of README.md's Fleet section.
+Redis starts from an empty redis-server. Prints the Markdown table of docs/fleet.md ("Measured").
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ async def measure(interval_s: float, intervals: int) -> list[Result]:
 
 
 def table(results: list[Result]) -> str:
-    """The README table: GetSecretValue calls per interval (two per fetch: AWSCURRENT and AWSPREVIOUS)."""
+    """The docs/fleet.md table: GetSecretValue calls per interval (two per fetch: AWSCURRENT and AWSPREVIOUS)."""
     by = {(r.replicas, r.redis): r for r in results}
     lines = ["| replicas | without Redis | with Redis |", "|---:|---:|---:|"]
     for size in SIZES:
