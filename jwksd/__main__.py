@@ -108,6 +108,8 @@ def check_config(path: str | None) -> int:
         sources = ", ".join(s.name for s in config.sources)
         print(f"config ok: listen {config.server.listen}, sources {sources}, "
               f"refresh every {config.refresh.interval_s:g}s")
+    if (oidc := config.oidc) is not None:
+        print(f"oidc ok: issuer {oidc.issuer}, discovery at {oidc.discovery_path}, jwks_uri {oidc.jwks_uri}")
     if (rotation := config.rotation) is not None:
         print(f"rotation ok: table {rotation.table}, backend {rotation.backend}, {rotation.key_spec} {rotation.alg}, "
               f"rotate every {rotation.rotate_every_s}s, publish ahead {rotation.publish_ahead_s}s, "

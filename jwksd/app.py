@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import hdrs, web
@@ -65,7 +65,29 @@ def accepts_gzip(header: str) -> bool:
     return False
 
 
-def etag_matches(header: str, snapshot: Snapshot) -> bool:
+class Representation(Protocol):
+    """What a conditional GET serves: a snapshot of the key set, or a document derived from one."""
+
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def gzip_body(self) -> bytes: ...
+
+    @property
+    def etag(self) -> str: ...
+
+    @property
+    def gzip_etag(self) -> str: ...
+
+    @property
+    def changed_at(self) -> float: ...
+
+    @property
+    def last_modified(self) -> str: ...
+
+
+def etag_matches(header: str, snapshot: Representation) -> bool:
     """Weak comparison of If-None-Match (a list or ``*``) against either representation's ETag."""
     if header in (snapshot.etag, snapshot.gzip_etag):  # a client echoing our ETag: most requests
         return True
@@ -75,7 +97,7 @@ def etag_matches(header: str, snapshot: Snapshot) -> bool:
     return any(tag in ours for tag in _ETAG.findall(header))
 
 
-def not_modified_since(header: str, snapshot: Snapshot) -> bool:
+def not_modified_since(header: str, snapshot: Representation) -> bool:
     """True when If-Modified-Since is a valid date no earlier than the content's last change."""
     try:
         since = parsedate_to_datetime(header).timestamp()
@@ -102,15 +124,21 @@ class ResponseHeaders:
 
 
 class JwksHandler:
-    """Serves the snapshot with ETag, 304, gzip and the cache headers of the config in force."""
+    """Serves the snapshot with ETag, 304, gzip and the cache headers of the config in force.
 
-    def __init__(self, config: LiveConfig, store: Store, refresher: Callable[[], Refresher | None]) -> None:
+    ``represent`` turns the snapshot into what is served, a document derived from it (the OpenID
+    discovery document) with the same HTTP treatment; None serves the snapshot itself, the JWKS.
+    """
+
+    def __init__(self, config: LiveConfig, store: Store, refresher: Callable[[], Refresher | None],
+                 represent: Callable[[Snapshot], Representation] | None = None) -> None:
         self.live = config
         self.store = store
         self.refresher = refresher
-        self._cached: tuple[Snapshot, Config, str, ResponseHeaders] | None = None
+        self.represent = represent
+        self._cached: tuple[Representation, Config, str, ResponseHeaders] | None = None
 
-    def headers(self, snapshot: Snapshot, config: Config) -> ResponseHeaders:
+    def headers(self, snapshot: Representation, config: Config) -> ResponseHeaders:
         """The header sets for this snapshot, config and source, built once each: requests only pick one."""
         source = self.store.served_source(config.refresh.max_age_s) or "none"
         cached = self._cached
@@ -140,18 +168,19 @@ class JwksHandler:
         refresher = self.refresher()
         if refresher is not None:
             refresher.revalidate_if_stale()
-        headers = self.headers(snapshot, config)
+        served: Representation = snapshot if self.represent is None else self.represent(snapshot)
+        headers = self.headers(served, config)
         request_headers = request.headers
         accept = request_headers.get(hdrs.ACCEPT_ENCODING)
         gzip = accept is not None and accepts_gzip(accept)
         inm = request_headers.get(hdrs.IF_NONE_MATCH)
         ims = request_headers.get(hdrs.IF_MODIFIED_SINCE)
-        if (inm is not None and etag_matches(inm, snapshot)) or (
-                inm is None and ims is not None and not_modified_since(ims, snapshot)):
+        if (inm is not None and etag_matches(inm, served)) or (
+                inm is None and ims is not None and not_modified_since(ims, served)):
             return web.Response(status=304, headers=headers.gzip if gzip else headers.plain)
         if gzip:
-            return web.Response(body=snapshot.gzip_body, headers=headers.gzip_body)
-        return web.Response(body=snapshot.body, headers=headers.plain_body)
+            return web.Response(body=served.gzip_body, headers=headers.gzip_body)
+        return web.Response(body=served.body, headers=headers.plain_body)
 
 
 def unavailable() -> web.Response:
@@ -343,7 +372,7 @@ async def close_sources(sources: Iterable[Source]) -> None:
 def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | None = None) -> web.Application:
     """Build the application; nothing is opened until the runner starts it."""
     metrics = metrics or Metrics()
-    paths = frozenset(config.server.paths)
+    paths = frozenset(config.server.paths) | ({config.oidc.discovery_path} if config.oidc else set())
     metrics.prepare(sorted(paths), [s.name for s in config.sources], DROP_REASONS, REJECT_REASONS)
     # No middlewares: they would cost more than the JWKS handler itself (see jwksd/request_metrics.py).
     app = web.Application(client_max_size=1024,
@@ -358,6 +387,14 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     requests = RequestMetrics(metrics)
     for path in config.server.paths:
         app.router.add_get(path, requests.wrap(handler.handle, path), allow_head=True)
+        app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))
+    if config.oidc is not None:
+        from jwksd.oidc import DiscoveryDocument
+
+        discovery = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER),
+                                represent=DiscoveryDocument(config.oidc).represent)
+        path = config.oidc.discovery_path
+        app.router.add_get(path, requests.wrap(discovery.handle, path), allow_head=True)
         app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))
     app.router.add_get("/healthz", requests.wrap(healthz, OTHER))
     app.router.add_get("/readyz", requests.wrap(readyz, OTHER))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from jwksd.config.model import (
     Listen,
     LiveConfig,
     LogConfig,
+    OidcConfig,
     RefreshConfig,
     RotationConfig,
     SecretsManagerSourceConfig,
@@ -39,6 +41,7 @@ from jwksd.config.model import (
     SystemdConfig,
     ValidationConfig,
 )
+from jwksd.config.oidc import read_oidc
 from jwksd.config.reader import Section, read_file, table_section
 from jwksd.config.rotation import read_rotation
 from jwksd.config.sources import read_shared_cache, read_sources, source_tables
@@ -57,6 +60,7 @@ __all__ = [
     "LOG_LEVELS",
     "Listen",
     "LogConfig",
+    "OidcConfig",
     "ROTATION_BACKENDS",
     "RSA_ALGS",
     "RefreshConfig",
@@ -93,6 +97,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "JWKSD_LOG_FORMAT": ("log", "format"),
     "JWKSD_EVENT_LOOP": ("server", "event_loop"),
     "JWKSD_SHARED_CACHE_URL": ("shared_cache", "url"),
+    "JWKSD_OIDC_ISSUER": ("oidc", "issuer"),
 }
 
 
@@ -205,13 +210,16 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(problems)  # checking the rest against an empty file would only add noise
     _apply_environment(data, environ)
     known = {"server", "source", "sources", "refresh", "http_cache", "state", "validation", "log", "shared_cache",
-             "rotation"}
+             "rotation", "oidc"}
     for name in sorted(set(data) - known):
         problems.append(f"{name}: unknown section")
 
     has_source = "source" in data or "sources" in data
     sources = read_sources(data, problems) if need_source or has_source else ()
     server = _read_server(table_section(data, "server", problems))
+    oidc = read_oidc(data, problems, server)
+    if oidc is not None and oidc.jwks_path is not None and oidc.jwks_path not in server.paths:
+        server = replace(server, paths=(*server.paths, oidc.jwks_path))  # the default jwks_uri is served too
 
     section = table_section(data, "refresh", problems)
     refresh = RefreshConfig(
@@ -255,4 +263,4 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(problems)
     return Config(sources=sources, server=server, refresh=refresh, http_cache=http_cache, state=state, systemd=systemd,
                   validation=validation, log=log, shared_cache=shared_cache, rotation=rotation,
-                  path=file_path)
+                  oidc=oidc, path=file_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_PATH = "/.well-known/jwks.json"
@@ -222,6 +223,21 @@ class RotationConfig:
 
 
 @dataclass(frozen=True)
+class OidcConfig:
+    """jwksd as an OpenID Connect issuer: the discovery document and where it and the JWKS are served.
+
+    ``jwks_path`` is the local path of the default ``jwks_uri`` (None when ``jwks_uri`` was configured).
+    ``extra`` holds further members of the document, in the config's order.
+    """
+
+    issuer: str
+    jwks_uri: str
+    discovery_path: str
+    jwks_path: str | None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, built once by :func:`load_config` and passed down."""
 
@@ -235,6 +251,7 @@ class Config:
     systemd: SystemdConfig = field(default_factory=SystemdConfig)
     shared_cache: SharedCacheConfig = field(default_factory=SharedCacheConfig)
     rotation: RotationConfig | None = None  # only when the file has a [rotation] table
+    oidc: OidcConfig | None = None  # only when oidc.issuer is set
     path: Path | None = None
 
 

@@ -1,0 +1,112 @@
+"""jwksd as an OpenID Connect issuer: the discovery document, derived from the algorithms of the served keys.
+
+Served at ``<issuer path>/.well-known/openid-configuration`` by the JWKS handler (ETag, 304, gzip,
+cache headers, CORS). The document is rebuilt only when the served set's algorithms change, so its
+ETag and Last-Modified stay put across key rotations that keep the same algorithms.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+from functools import cached_property
+from typing import Any
+
+import structlog
+
+from jwksd.config import OidcConfig
+from jwksd.jwk import ALGORITHMS, SIG_OPS
+from jwksd.store import Snapshot
+
+log = structlog.get_logger("jwksd.oidc")
+
+# The JWS algorithms a served key may sign with, in the registry's order.
+SIGNING_ALGS = tuple(alg for alg, (use, _) in ALGORITHMS.items() if use == "sig")
+
+
+def key_algs(key: Mapping[str, Any]) -> tuple[str, ...]:
+    """The signing algorithms one served key verifies: its ``alg``, else every one its type and curve can sign with.
+
+    A key for encryption (``use: enc``, encryption ``key_ops`` or an encryption ``alg``) contributes none.
+    """
+    if key.get("use") == "enc" or ("key_ops" in key and not SIG_OPS & set(key["key_ops"])):
+        return ()
+    alg = key.get("alg")
+    if alg is not None:
+        return (alg,) if alg in SIGNING_ALGS else ()
+    kind = (key.get("kty"), key.get("crv"))
+    return tuple(name for name in SIGNING_ALGS if kind in ALGORITHMS[name][1])
+
+
+def signing_algs(keys: Iterable[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The set's signing algorithms without repeats, in the registry's order (RS256 first when present)."""
+    found = {alg for key in keys for alg in key_algs(key)}
+    return tuple(alg for alg in SIGNING_ALGS if alg in found)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """One discovery document as served: bytes, gzip copy and strong ETags, built once per algorithm list."""
+
+    algs: tuple[str, ...]
+    body: bytes
+    gzip_body: bytes
+    etag: str
+    gzip_etag: str
+    changed_at: float  # wall time the algorithm list last changed (Last-Modified)
+
+    @cached_property
+    def last_modified(self) -> str:
+        return formatdate(self.changed_at, usegmt=True)
+
+
+def metadata(config: OidcConfig, algs: tuple[str, ...]) -> dict[str, Any]:
+    """The OpenID Provider metadata: the members jwksd writes, then the configured extra ones."""
+    return {
+        "issuer": config.issuer,
+        "jwks_uri": config.jwks_uri,
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(algs),
+        **dict(config.extra),
+    }
+
+
+def build_discovery(config: OidcConfig, algs: tuple[str, ...], changed_at: float) -> Discovery:
+    """Serialise the document once, as the store does the JWKS."""
+    body = json.dumps(metadata(config, algs), separators=(",", ":"), ensure_ascii=False).encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
+    return Discovery(algs=algs, body=body, gzip_body=gzip.compress(body, compresslevel=9, mtime=0),
+                     etag=f'"{digest}"', gzip_etag=f'"{digest}-gz"', changed_at=changed_at)
+
+
+class DiscoveryDocument:
+    """The document for the snapshot being served; pass ``represent`` to the JWKS handler."""
+
+    def __init__(self, config: OidcConfig) -> None:
+        self.config = config
+        self._seen: Snapshot | None = None
+        self._document: Discovery | None = None
+
+    def represent(self, snapshot: Snapshot) -> Discovery:
+        """The current document, rebuilt when ``snapshot`` brings another algorithm list."""
+        document = self._document
+        if snapshot is self._seen and document is not None:
+            return document
+        algs = signing_algs(snapshot.keys)
+        if document is None or document.algs != algs:
+            document = build_discovery(self.config, algs, snapshot.changed_at)
+            self._document = document
+            log.info("oidc_discovery_rebuilt", issuer=self.config.issuer, algs=list(algs))
+            if "RS256" not in algs:
+                # OpenID Connect Discovery 1.0 says RS256 MUST be listed; jwksd lists only what it can verify.
+                log.warning("oidc_rs256_missing", algs=list(algs),
+                            detail="no served key verifies RS256; strict OpenID Connect relying parties "
+                                   "may refuse this issuer")
+        self._seen = snapshot
+        return document
