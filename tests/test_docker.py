@@ -4,6 +4,7 @@ nothing writable but the state directory), answering /readyz and the image's HEA
 
 from __future__ import annotations
 
+import email
 import json
 import os
 import shlex
@@ -11,12 +12,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.conftest import free_port
 from tests.daemon_process import Daemon
@@ -81,16 +86,74 @@ def test_build_context_holds_what_the_dockerfile_copies(dockerfile: DockerfilePa
             assert (ROOT / source).exists() and source in allowed, source
 
 
+def requirements_of(wheel: Path) -> list[Requirement]:
+    """The wheel's Requires-Dist, as pip would read them."""
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = (name for name in archive.namelist() if name.endswith(".dist-info/METADATA"))
+        metadata = email.message_from_bytes(archive.read(name))
+    return [Requirement(line) for line in metadata.get_all("Requires-Dist") or []]
+
+
+MARKER_ENVIRONMENT = """import json, os, platform, sys
+print(json.dumps({"implementation_name": sys.implementation.name, "implementation_version": platform.python_version(),
+                  "os_name": os.name, "platform_machine": platform.machine(), "platform_release": platform.release(),
+                  "platform_system": platform.system(), "platform_version": platform.version(),
+                  "python_full_version": platform.python_version(),
+                  "platform_python_implementation": platform.python_implementation(),
+                  "python_version": ".".join(platform.python_version_tuple()[:2]), "sys_platform": sys.platform}))"""
+
+
+def marker_environment(python: Path) -> dict[str, str]:
+    """PEP 508 marker values of ``python``, which is not the interpreter running the tests."""
+    out = subprocess.run([str(python), "-c", MARKER_ENVIRONMENT], check=True, capture_output=True, text=True).stdout
+    environment: dict[str, str] = json.loads(out)
+    return environment
+
+
+def dependency_closure(requirements: list[Requirement], environment: dict[str, str]) -> list[metadata.Distribution]:
+    """The installed distributions ``requirements`` need on ``environment``, transitively, extras honoured."""
+    found: dict[str, metadata.Distribution] = {}
+    todo = [(requirement, "") for requirement in requirements]
+    seen: set[tuple[str, str]] = set()
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({**environment, "extra": extra}):
+            continue
+        name = canonicalize_name(requirement.name)
+        for wanted in ("", *sorted(requirement.extras)):
+            if (name, wanted) in seen:
+                continue
+            seen.add((name, wanted))
+            found[name] = distribution = metadata.distribution(requirement.name)
+            todo += [(Requirement(line), wanted) for line in distribution.requires or []]
+    return list(found.values())
+
+
+def copy_distribution(distribution: metadata.Distribution, purelib: Path) -> None:
+    """Copy an installed distribution's files (its RECORD) into ``purelib``; scripts outside it are left out."""
+    files = distribution.files
+    assert files is not None, f"{distribution.metadata['Name']} has no RECORD to copy from"
+    for file in files:
+        if ".." in file.parts or "__pycache__" in file.parts:
+            continue
+        target = purelib / file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(Path(str(distribution.locate_file(file))), target)
+
+
 @pytest.fixture(scope="module")
 def installed(dockerfile: DockerfileParser) -> Iterator[Path]:
     """The wheel built from exactly what the build stage copies, installed into a fresh venv of Debian's python3.11.
 
-    The wheel's dependencies are resolved with no package index against the test venv's, reached through
-    a .pth line; jwksd itself is only the wheel's. The tree is root-owned and world-readable: read-only to nobody.
+    Its dependencies are copied, file by file, from the test venv into the new venv (no package index),
+    so nothing the daemon runs lives under the clone: the clone may sit in a directory only root can
+    enter. The tree is root-owned and world-readable: read-only to nobody.
     """
     top = Path(tempfile.mkdtemp(prefix="jwksd-wheel-"))
     try:
         top.chmod(0o755)
+        unreachable = [str(path) for path in top.parents if path.stat().st_mode & 0o001 == 0]
+        assert not unreachable, f"nobody cannot enter {unreachable}: point TMPDIR at a world-enterable directory"
         context = top / "context"
         context.mkdir()
         for value in instructions(dockerfile, "COPY", final=False):
@@ -103,10 +166,10 @@ def installed(dockerfile: DockerfileParser) -> Iterator[Path]:
         (wheel,) = (top / "dist").glob("jwksd-*.whl")
         subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--without-pip", str(top / "venv")], check=True, timeout=60)
         python = top / "venv" / "bin" / "python"
-        purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                 check=True, capture_output=True, text=True).stdout.strip()
-        dependencies = [path for path in sys.path if path.endswith("site-packages")]
-        Path(purelib, "test-dependencies.pth").write_text("\n".join(dependencies) + "\n")
+        purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                      check=True, capture_output=True, text=True).stdout.strip())
+        for distribution in dependency_closure(requirements_of(wheel), marker_environment(python)):
+            copy_distribution(distribution, purelib)
         installing = subprocess.run([*pip, "--python", str(python), "install", "--no-index", str(wheel)],
                                     timeout=120, capture_output=True, text=True, check=False)
         assert installing.returncode == 0, installing.stderr
