@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
-from jwksd.app import REFRESHER, make_app
+from jwksd.app import METRICS, REFRESHER, make_app
 from jwksd.config import Config, RefreshConfig, SecretsManagerSourceConfig, StateConfig
 from jwksd.metrics import Metrics
 from jwksd.refresh import Refresher
@@ -73,6 +73,19 @@ async def get_jwks(client: TestClient[web.Request, web.Application], path: str =
                    **headers: str) -> tuple[int, CIMultiDict[str], bytes]:
     async with client.get(path, headers=headers) as response:
         return response.status, CIMultiDict(response.headers), await response.read()
+
+
+def metric(client: TestClient[web.Request, web.Application], name: str, **labels: str) -> float:
+    """The app registry's sample ``name`` with exactly ``labels`` (0 when it has none yet)."""
+    value = client.server.app[METRICS].registry.get_sample_value(name, labels)
+    return 0.0 if value is None else float(value)
+
+
+async def health_of(client: TestClient[web.Request, web.Application]) -> dict[str, Any]:
+    """The /health document."""
+    async with client.get("/health") as response:
+        body: dict[str, Any] = await response.json(content_type=None)
+        return body
 
 
 def kids_of(body: bytes) -> list[str]:

@@ -34,6 +34,11 @@ def rsa_jwk(private: rsa.RSAPrivateKey, kid: str, **extra: Any) -> dict[str, Any
             "e": int_b64(numbers.e), **extra}
 
 
+def key(index: int, kid: str | None = None) -> dict[str, Any]:
+    """The index-th session RSA key as a public JWK, kid ``key-<index>`` unless given."""
+    return rsa_jwk(rsa_key(index), kid or f"key-{index}")
+
+
 def ec_jwk(private: ec.EllipticCurvePrivateKey, kid: str, alg: str = "ES256") -> dict[str, Any]:
     numbers = private.public_key().public_numbers()
     size = (private.curve.key_size + 7) // 8

@@ -10,30 +10,21 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from jwksd.app import METRICS
 from tests.conftest import FakeClock, Secrets, closed_endpoint, endpoint_of
 from tests.daemon_helpers import (
     JWKS,
     get_jwks,
     kids_of,
+    metric,
     refresh_now,
     sm_config,
     start,
     wait_refreshes,
     with_paths,
 )
-from tests.keys import ec_jwk, jwk_set, kid_map, rsa_jwk, rsa_key
+from tests.keys import ec_jwk, jwk_set, key, kid_map
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-
-
-def key(index: int, kid: str | None = None) -> dict[str, Any]:
-    return rsa_jwk(rsa_key(index), kid or f"key-{index}")
-
-
-def metric(client: Any, name: str, **labels: str) -> float:
-    value = client.server.app[METRICS].registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
 
 
 async def test_serves_jwk_set_form(aiohttp_client: Any, secrets: Secrets) -> None:

@@ -10,12 +10,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from jwksd.app import METRICS
 from jwksd.config import Config, HttpSourceConfig, RefreshConfig
 from jwksd.metrics import Metrics
 from jwksd.sources.http import HttpSource
-from tests.daemon_helpers import get_jwks, kids_of, refresh_now, refresher_of, start
-from tests.keys import jwk_set, rsa_jwk, rsa_key
+from tests.daemon_helpers import get_jwks, kids_of, metric, refresh_now, refresher_of, start
+from tests.keys import jwk_set, key, rsa_jwk, rsa_key
 
 
 class Upstream:
@@ -48,10 +47,6 @@ async def upstream(aiohttp_server: Any) -> tuple[Upstream, str]:
     return state, f"http://127.0.0.1:{server.port}/jwks.json"
 
 
-def key(index: int, kid: str | None = None) -> dict[str, Any]:
-    return rsa_jwk(rsa_key(index), kid or f"key-{index}")
-
-
 def http_config(url: str, **source: Any) -> Config:
     source.setdefault("allow_insecure_loopback", True)
     source.setdefault("max_retries", 0)
@@ -60,11 +55,6 @@ def http_config(url: str, **source: Any) -> Config:
     source.setdefault("max_refresh_s", 600.0)
     return Config(sources=(HttpSourceConfig(url=url, name="idp", **source),),
                   refresh=RefreshConfig(interval_s=60.0, max_age_s=120.0, retry_base_s=0.05, retry_cap_s=0.2))
-
-
-def metric(client: Any, name: str, **labels: str) -> float:
-    value = client.server.app[METRICS].registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
 
 
 async def test_etag_revalidation_gets_304(aiohttp_client: Any, upstream: tuple[Upstream, str]) -> None:

@@ -23,6 +23,8 @@ from jwksd.jwk_curves import EC_CURVES, ED25519_D, ED25519_P, ed25519_decode, ed
 from jwksd.jwk_encoding import b64_decode, b64u_decode
 from jwksd.roca import MARKERS, PRIMES, has_roca_fingerprint
 from jwksd.validate import DROP_REASONS, KeySet, validate_document
+from tests.keys import b64 as b64u
+from tests.keys import int_b64 as uint
 
 CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1(), "secp256k1": ec.SECP256K1(),
@@ -33,14 +35,6 @@ RFC7638_N = (
     "vRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKn"
     "qDKgw"
 )
-
-
-def b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def uint(value: int, size: int | None = None) -> str:
-    return b64u(value.to_bytes(size or (value.bit_length() + 7) // 8, "big"))
 
 
 def rsa_entry(n: int, e: int = 65537, **extra: Any) -> dict[str, Any]:

@@ -15,12 +15,8 @@ from jwksd.config import Config, FileSourceConfig, SecretsManagerSourceConfig, S
 from jwksd.errors import StateError
 from jwksd.state import LKG_NAME, load_last_known_good, save_last_known_good
 from tests.conftest import REGION, Secrets
-from tests.daemon_helpers import get_jwks, kids_of, refresh_now, sm_config, start
-from tests.keys import jwk_set, rsa_jwk, rsa_key
-
-
-def key(index: int, kid: str | None = None) -> dict[str, Any]:
-    return rsa_jwk(rsa_key(index), kid or f"key-{index}")
+from tests.daemon_helpers import get_jwks, health_of, kids_of, refresh_now, sm_config, start
+from tests.keys import jwk_set, key
 
 
 def two_sources(endpoint: str, secret: str, path: Path, state_dir: Path | None = None) -> Config:
@@ -31,12 +27,6 @@ def two_sources(endpoint: str, secret: str, path: Path, state_dir: Path | None =
     config = sm_config(endpoint, secret)
     return replace(config, sources=(first, FileSourceConfig(path=path, name="disk")),
                    state=StateConfig(state_dir=state_dir))
-
-
-async def health_of(client: Any) -> dict[str, Any]:
-    async with client.get("/health") as response:
-        body: dict[str, Any] = await response.json(content_type=None)
-        return body
 
 
 async def test_kid_conflict_resolved_by_source_order(aiohttp_client: Any, secrets: Secrets, tmp_path: Path) -> None:

@@ -13,12 +13,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from jwksd.app import CONFIG, METRICS, REFRESHER
+from jwksd.app import CONFIG, REFRESHER
 from jwksd.config import Config, Listen, StateConfig, ValidationConfig
 from jwksd.errors import ConfigError
 from jwksd.reload import plan, reload_config
 from tests.conftest import REGION, Secrets, free_port
-from tests.daemon_helpers import JWKS, get_jwks, kids_of, refresh_now, sm_config, start, wait_refreshes
+from tests.daemon_helpers import JWKS, get_jwks, kids_of, metric, refresh_now, sm_config, start, wait_refreshes
 from tests.daemon_process import Daemon, base_env
 from tests.keys import jwk_set, rsa_jwk, rsa_key
 
@@ -29,11 +29,6 @@ def restore_structlog() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
-
-
-def metric(client: Any, name: str, **labels: str) -> float | None:
-    value: float | None = client.server.app[METRICS].registry.get_sample_value(name, labels)
-    return value
 
 
 def loader(config: Config) -> Any:

@@ -21,7 +21,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from jwksd.app import METRICS
 from jwksd.config import Config, SharedCacheConfig
 from jwksd.errors import ConfigError
 from jwksd.metrics import Metrics
@@ -29,8 +28,8 @@ from jwksd.shared_cache import SharedCache
 from jwksd.store import SystemClock
 from tests.conftest import FakeClock, Secrets, free_port
 from tests.counting_proxy import CountingProxy
-from tests.daemon_helpers import get_jwks, kids_of, refresh_now, sm_config, start
-from tests.keys import jwk_set, rsa_jwk, rsa_key
+from tests.daemon_helpers import get_jwks, health_of, kids_of, metric, refresh_now, sm_config, start
+from tests.keys import jwk_set, key
 from tests.redis_server import RedisServer
 
 Client = TestClient[web.Request, web.Application]
@@ -75,15 +74,6 @@ async def proxy(moto_endpoint: str) -> AsyncIterator[CountingProxy]:
     await counting.close()
 
 
-def key(index: int, kid: str | None = None) -> dict[str, Any]:
-    return rsa_jwk(rsa_key(index), kid or f"key-{index}")
-
-
-def metric(client: Client, name: str, **labels: str) -> float:
-    value = client.server.app[METRICS].registry.get_sample_value(name, labels)
-    return 0.0 if value is None else float(value)
-
-
 def fleet_config(endpoint: str, secret: str, redis_url: str | None, *, hmac_key_file: Path | None = None,
                  namespace: str = "fleet") -> Config:
     config = sm_config(endpoint, secret, interval_s=INTERVAL_S, version_stages=("AWSCURRENT",))
@@ -101,12 +91,6 @@ async def interval_passes(fleet: list[Client], clock: FakeClock) -> None:
     """An interval passes and every replica refreshes at once."""
     clock.advance(INTERVAL_S)
     await asyncio.gather(*(refresh_now(client) for client in fleet))
-
-
-async def health_of(client: Client) -> dict[str, Any]:
-    async with client.get("/health") as response:
-        body: dict[str, Any] = await response.json(content_type=None)
-        return body
 
 
 def seal(payload: bytes, *, key: bytes | None, redis_key: str) -> bytes:

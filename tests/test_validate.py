@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
@@ -19,18 +18,15 @@ from jwksd.config import ValidationConfig
 from jwksd.errors import DocumentRejected
 from jwksd.jwk import SERVED_MEMBERS, thumbprint
 from jwksd.validate import DROP_REASONS, REJECT_REASONS, KeySet, serialize_keys, validate_document
+from tests.keys import int_b64
 
 DEFAULT = ValidationConfig()
-
-
-def b64u(value: int, size: int) -> str:
-    return base64.urlsafe_b64encode(value.to_bytes(size, "big")).rstrip(b"=").decode()
 
 
 def key(kid: str | None = "k", **extra: Any) -> dict[str, Any]:
     """A fresh, valid P-256 public JWK."""
     numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
-    entry = {"kty": "EC", "crv": "P-256", "x": b64u(numbers.x, 32), "y": b64u(numbers.y, 32), **extra}
+    entry = {"kty": "EC", "crv": "P-256", "x": int_b64(numbers.x, 32), "y": int_b64(numbers.y, 32), **extra}
     return entry if kid is None else {"kid": kid, **entry}
 
 
@@ -430,7 +426,7 @@ def test_only_allow_listed_members() -> None:
 def test_large_rsa_document_is_fast() -> None:
     """A 100-key RSA-4096 document validates well within a refresh's budget."""
     numbers = rsa.generate_private_key(65537, 4096).public_key().public_numbers()
-    entry = {"kty": "RSA", "n": b64u(numbers.n, 512), "e": "AQAB", "use": "sig", "alg": "RS256"}
+    entry = {"kty": "RSA", "n": int_b64(numbers.n, 512), "e": "AQAB", "use": "sig", "alg": "RS256"}
     data = encode({"keys": [{**entry, "kid": f"key-{index:03}"} for index in range(100)]})
     config = ValidationConfig(max_document_bytes=len(data))  # about 77 kB: over the 64 KiB default
     started = time.perf_counter()
