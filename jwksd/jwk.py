@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args
 
@@ -17,18 +16,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from jwksd.config import ValidationConfig
-from jwksd.jwk_curves import EC_CURVES, OKP_SIGNING, OKP_SIZES, ed25519_decode, ed25519_small_order
+from jwksd.jwk_curves import EC_CURVES, OKP_SIGNING, OKP_SIZES, ed25519_decode, ed25519_small_order, xdh_small_order
 from jwksd.jwk_encoding import b64u_decode, b64u_encode
+from jwksd.jwk_kid import kid_problem
+from jwksd.jwk_rsa import small_factors
 from jwksd.jwk_x509 import check_x509
 from jwksd.roca import has_roca_fingerprint
 
 DropReason = Literal[
     "not_an_object", "bad_kty", "missing_kid", "bad_kid", "kid_mismatch", "thumbprint_mismatch",
     "bad_use", "bad_key_ops", "use_key_mismatch", "bad_alg", "alg_key_mismatch", "alg_use_mismatch",
-    "missing_member", "bad_base64url",
-    "rsa_not_minimal", "rsa_too_small", "rsa_too_large", "rsa_even_modulus", "rsa_bad_exponent", "rsa_roca",
-    "ec_bad_curve", "ec_bad_coordinate", "ec_not_on_curve",
+    "kid_format_character", "missing_member", "bad_base64url",
+    "rsa_not_minimal", "rsa_too_small", "rsa_too_large", "rsa_even_modulus", "rsa_small_factor", "rsa_bad_exponent",
+    "rsa_roca", "ec_bad_curve", "ec_bad_coordinate", "ec_not_on_curve",
     "okp_bad_curve", "okp_bad_x", "okp_unexpected_y", "ed25519_not_on_curve", "ed25519_small_order",
+    "xdh_small_order",
     "bad_x5c", "x5c_mismatch", "bad_x5t", "x5t_mismatch", "bad_x5u", "crypto_rejected",
 ]
 DROP_REASONS: tuple[str, ...] = get_args(DropReason)
@@ -66,7 +68,6 @@ _VOCABULARY = frozenset({
     "PBES2-HS256+A128KW", "PBES2-HS384+A192KW", "PBES2-HS512+A256KW",
     "A128GCM", "A192GCM", "A256GCM", "A128CBC-HS256", "A192CBC-HS384", "A256CBC-HS512",
 })
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 _OKP_LOADERS: dict[str, Callable[[bytes], PublicKeyTypes]] = {
     "Ed25519": ed25519.Ed25519PublicKey.from_public_bytes,
     "Ed448": ed448.Ed448PublicKey.from_public_bytes,
@@ -95,10 +96,8 @@ def thumbprint(jwk: Mapping[str, Any]) -> str:
 
 
 def usable_kid(value: object) -> str | None:
-    """The kid if it is one: a string of 1 to 256 characters with no control characters."""
-    if isinstance(value, str) and 1 <= len(value) <= 256 and not _CONTROL.search(value):
-        return value
-    return None
+    """The kid if it passes the kid rule (so it may be logged), else None."""
+    return value if isinstance(value, str) and kid_problem(value) is None else None
 
 
 def show(value: object) -> str:
@@ -148,15 +147,17 @@ def public_jwk(entry: object, config: ValidationConfig, *, map_kid: str | None =
 
 def _kid(entry: Mapping[str, Any], config: ValidationConfig, map_kid: str | None) -> str | None:
     if map_kid is not None:
-        if usable_kid(map_kid) is None:
-            raise KeyDropped("bad_kid", "the map key must be a kid: 1 to 256 characters, no control characters")
+        if problem := kid_problem(map_kid):
+            raise KeyDropped(problem[0], f"the map key is no kid: {problem[1]}")
         if "kid" in entry and entry["kid"] != map_kid:
             raise KeyDropped("kid_mismatch", "the inner kid differs from the map key it is listed under")
         return map_kid
     if "kid" in entry:
-        kid = usable_kid(entry["kid"])
-        if kid is None:
-            raise KeyDropped("bad_kid", "kid must be a string of 1 to 256 characters with no control characters")
+        kid = entry["kid"]
+        if not isinstance(kid, str):
+            raise KeyDropped("bad_kid", f"kid is {show(kid)}; expected a string of 1 to 256 characters")
+        if problem := kid_problem(kid):
+            raise KeyDropped(*problem)
         return kid
     if config.require_kid or config.require_thumbprint_kid:
         raise KeyDropped("missing_kid", "kid is required")
@@ -234,6 +235,10 @@ def _rsa(entry: Mapping[str, Any], public: dict[str, Any]) -> PublicKeyTypes:
         raise KeyDropped("rsa_too_large", f"the modulus has {bits} bits; expected 2048 to 8192")
     if not n & 1:
         raise KeyDropped("rsa_even_modulus", "the modulus is even; an RSA modulus is odd")
+    if factors := small_factors(n):
+        raise KeyDropped("rsa_small_factor", f"the modulus is divisible by {', '.join(map(str, factors[:3]))}"
+                                             f"{' and more' if len(factors) > 3 else ''}: a real modulus has no "
+                                             "prime factor below 10000")
     if not (e & 1 and 2**16 < e < 2**256 and e < n):
         raise KeyDropped("rsa_bad_exponent", "e must be odd, above 2^16, below 2^256 and below n "
                                              f"(FIPS 186-4 B.3.1); it has {e.bit_length()} bits")
@@ -283,5 +288,8 @@ def _okp(entry: Mapping[str, Any], public: dict[str, Any]) -> PublicKeyTypes:
             raise KeyDropped("ed25519_not_on_curve", "x does not decode to an Ed25519 point (RFC 8032 5.1.3)")
         if ed25519_small_order(point):
             raise KeyDropped("ed25519_small_order", "x is an Ed25519 point of small order")
+    elif crv in ("X25519", "X448") and xdh_small_order(crv, x):
+        raise KeyDropped("xdh_small_order", f"x is a small-order {crv} u-coordinate: a peer would derive an "
+                                            "all-zero shared secret")
     public.update(crv=crv, x=entry["x"])
     return _last_check(lambda: _OKP_LOADERS[crv](x))

@@ -99,3 +99,28 @@ def ed25519_small_order(point: Point) -> bool:
     for _ in range(3):
         point = _ed25519_add(point, point)
     return point == _IDENTITY
+
+
+# RFC 7748: the u-coordinates of X25519 and X448 public keys. A peer that computes a shared secret
+# with a small-order point gets all zeros, whatever its own private key.
+X25519_P = 2**255 - 19
+X448_P = 2**448 - 2**224 - 1
+_X25519_ORDER_8 = frozenset({
+    325606250916557431795983626356110631294008115727848805560023387167927233504,
+    39382357235489614581723060781553021112529911719440698176882885853963445705823,
+})
+XDH_PRIMES: dict[str, int] = {"X25519": X25519_P, "X448": X448_P}
+
+
+def xdh_small_order(crv: str, data: bytes) -> bool:
+    """Whether an X25519 or X448 public key is a small-order u-coordinate.
+
+    Read as RFC 7748 §5 decodes it: little-endian, the top bit cleared for X25519, then reduced
+    mod p, so a non-canonical encoding (u + p) of a small-order point is caught too.
+    """
+    p = XDH_PRIMES[crv]
+    u = int.from_bytes(data, "little")
+    if crv == "X25519":
+        u &= (1 << 255) - 1
+    u %= p
+    return u in (0, 1, p - 1) or (crv == "X25519" and u in _X25519_ORDER_8)

@@ -328,8 +328,8 @@ def test_rsa_too_small() -> None:
 
 def test_rsa_size_bounds() -> None:
     """Moduli of exactly 2048 and 8192 bits are served; 8193 bits drops the key."""
-    assert served(rsa_entry((1 << 2047) + 0xC3))
-    assert served(rsa_entry((1 << 8191) + 0xC3))
+    assert served(rsa_entry((1 << 2047) + 0x1D))  # the first odd offsets without a prime factor below 10,000
+    assert served(rsa_entry((1 << 8191) + 0x03))
     assert dropped(rsa_entry((1 << 8192) + 0xC3)) == "rsa_too_large"
 
 
@@ -354,7 +354,10 @@ def roca_modulus(bits: int = 2048) -> int:
     """A modulus with the ROCA structure: 65537^a modulo every listed prime."""
     primorial = prod(PRIMES)
     n = pow(65537, 12345, primorial) + ((1 << (bits - 1)) // primorial + 1) * primorial
-    return n if n & 1 else n + primorial
+    n = n if n & 1 else n + primorial
+    while any(n % divisor == 0 for divisor in range(3, 10000, 2)):  # no small factor, as in a real modulus
+        n += 2 * primorial
+    return n
 
 
 def test_rsa_roca() -> None:

@@ -9,6 +9,7 @@ it is the catch-all that hides a bug.
 from __future__ import annotations
 
 import json
+import unicodedata
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -32,6 +33,8 @@ PUBLIC_KEYS: list[dict[str, Any]] = [
     ed25519_jwk(ed25519.Ed25519PrivateKey.generate(), "ed-0"),
 ]
 MEMBER_NAMES = (*SERVED_MEMBERS, *sorted(PRIVATE_MEMBERS), "ext", "foo", "")
+# Characters no kid may hold: they break log lines or make two kids look alike (JWK_RULES.md).
+NOT_IN_KID = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False,
@@ -93,9 +96,17 @@ def check_outcome(data: bytes) -> KeySet | DocumentRejected:
         assert not PRIVATE_MEMBERS.intersection(key), key
         assert key.get("kty") != "oct"
         assert set(key) <= set(SERVED_MEMBERS)
+        assert "kid" not in key or prints_as_itself(key["kid"]), key["kid"]
+    for drop in result.dropped:  # the kid a dropped entry is logged under
+        assert drop.kid is None or prints_as_itself(drop.kid), drop.kid
     again = validate_document(body, CONFIG)  # the served bytes validate again, to the same bytes
     assert (again.dropped, serialize_keys(again.keys)) == ((), body)
     return result
+
+
+def prints_as_itself(kid: str) -> bool:
+    """Independent of jwksd: 1 to 256 characters, none of them control, format, separator or surrogate."""
+    return 1 <= len(kid) <= 256 and all(unicodedata.category(char) not in NOT_IN_KID for char in kid)
 
 
 def material_in(entries: list[Any]) -> set[str]:
@@ -147,3 +158,17 @@ def test_served_bytes_independent_of_member_order(keys: list[dict[str, Any]], rn
     result = check_outcome(json.dumps(document).encode())
     assert isinstance(result, KeySet)
     assert serialize_keys(result.keys) == canonical
+
+
+@FUZZ
+@given(st.sampled_from(PUBLIC_KEYS), st.text(st.characters(exclude_categories=["Cs"]), max_size=300))
+def test_any_kid_served_only_when_it_prints_as_itself(key: dict[str, Any], kid: str) -> None:
+    """A key is served under any kid of 1 to 256 characters without control, format or separator ones, else dropped."""
+    anchor = next(other for other in PUBLIC_KEYS if other["kid"] != key["kid"])
+    document = {"keys": [anchor, {**key, "kid": kid}]} if kid != anchor["kid"] else {"keys": [{**key, "kid": kid}]}
+    result = check_outcome(json.dumps(document).encode())
+    assert isinstance(result, KeySet)
+    if prints_as_itself(kid):
+        assert kid in result.kids
+    else:
+        assert [drop.reason for drop in result.dropped] in (["bad_kid"], ["kid_format_character"])
