@@ -24,6 +24,7 @@ from jwksd.config import Config, LiveConfig
 from jwksd.errors import DocumentRejected, SourceError, StateError
 from jwksd.jwk import thumbprint
 from jwksd.metrics import Metrics
+from jwksd.source_set import SourceSet
 from jwksd.sources import Fetch, Source
 from jwksd.state import save_last_known_good
 from jwksd.store import Clock, Snapshot, Store, build_snapshot
@@ -83,10 +84,10 @@ def merge(sets: Sequence[tuple[str, Sequence[Key]]]) -> tuple[Key, ...]:
 class Refresher:
     """Owns the schedule and every source's state; swaps the store's snapshot on change."""
 
-    def __init__(self, config: LiveConfig, sources: Sequence[Source], store: Store, metrics: Metrics, clock: Clock,
+    def __init__(self, config: LiveConfig, source_set: SourceSet, store: Store, metrics: Metrics, clock: Clock,
                  *, rng: random.Random | None = None, seed: Mapping[str, Sequence[Key]] | None = None) -> None:
         self.live = config
-        self.sources = list(sources)  # in the order of config.sources
+        self.source_set = source_set
         self.store = store
         self.metrics = metrics
         self.clock = clock
@@ -104,11 +105,16 @@ class Refresher:
         self._done = asyncio.Condition()
 
     @property
+    def sources(self) -> list[Source]:
+        """The sources in use, in the order of config.sources."""
+        return self.source_set.sources
+
+    @property
     def config(self) -> Config:
         """The config in force: a reload may replace it between two refreshes."""
         return self.live.current
 
-    async def reconfigure(self, config: Config, sources: Sequence[Source]) -> None:
+    async def reconfigure(self, config: Config, source_set: SourceSet) -> None:
         """Apply a reloaded config between refreshes, with the sources matching ``config.sources``.
 
         A source kept from before keeps what it delivered; a new or re-opened one starts empty, and
@@ -116,10 +122,10 @@ class Refresher:
         """
         async with self._done:  # nothing awaits between this check and the swap: no refresh can start
             await self._done.wait_for(lambda: not self.running)
-            kept = {source.name for source in sources if any(source is old for old in self.sources)}
+            kept = {source.name for source in source_set.sources if any(source is old for old in self.sources)}
             self.states = {source.name: self.states[source.name] if source.name in kept else SourceState(source.name)
-                           for source in sources}
-            self.sources = list(sources)
+                           for source in source_set.sources}
+            self.source_set = source_set
             self.live.current = config
 
     async def wait_until_served(self) -> None:

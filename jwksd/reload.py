@@ -16,11 +16,10 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, METRICS, REFRESHER, close_sources, open_app_source
+from jwksd.app import CONFIG, METRICS, REFRESHER
 from jwksd.config import Config
 from jwksd.errors import ConfigError, JwksdError, StateError
 from jwksd.log import set_level
-from jwksd.sources import Source
 from jwksd.state import load_fallback
 from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
@@ -68,23 +67,6 @@ def _check(config: Config) -> None:
             raise ConfigError([str(exc)]) from exc
 
 
-async def _open_sources(app: web.Application, old: Config, new: Config) -> tuple[list[Source], list[Source]]:
-    """The sources for ``new`` (unchanged ones kept, in order) and the ones they replace."""
-    refresher = app[REFRESHER]
-    current = dict(zip(old.sources, refresher.sources, strict=True))
-    opened: dict[Any, Source] = {}
-    try:
-        for source_config in new.sources:
-            if source_config not in current:
-                opened[source_config] = await open_app_source(app, new, source_config)
-    except BaseException:
-        await close_sources(opened.values())
-        raise
-    sources = [current.get(source_config) or opened[source_config] for source_config in new.sources]
-    retired = [source for source_config, source in current.items() if source_config not in new.sources]
-    return sources, retired
-
-
 async def reload_config(app: web.Application, load: Callable[[], Config]) -> bool:
     """Load and apply a new config; on any problem log them all, keep the old one and return False."""
     live, metrics, refresher = app[CONFIG], app[METRICS], app[REFRESHER]
@@ -93,7 +75,7 @@ async def reload_config(app: web.Application, load: Callable[[], Config]) -> boo
         loaded = load()
         _check(loaded)
         new, changed, restart = plan(old, loaded)
-        sources, retired = await _open_sources(app, old, new)
+        source_set = await refresher.source_set.reopen(new)
     except JwksdError as exc:  # ConfigError included
         problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
         metrics.config_reloads.labels("rejected").inc()
@@ -102,8 +84,9 @@ async def reload_config(app: web.Application, load: Callable[[], Config]) -> boo
     if restart:
         log.warning("reload_needs_restart", settings=restart,
                     detail="listeners, paths and the log format are set at start: restart to change them")
-    await refresher.reconfigure(new, sources)
-    await close_sources(retired)
+    previous = refresher.source_set
+    await refresher.reconfigure(new, source_set)
+    await previous.close_retired(source_set)
     metrics.prepare(sorted(new.server.paths), [s.name for s in new.sources], DROP_REASONS, REJECT_REASONS)
     metrics.set_budgets(new.refresh)
     set_level(new.log.level)

@@ -1,0 +1,104 @@
+"""Health: /health (what is served, from where, each source's last outcome), /healthz (liveness), /readyz."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import hdrs, web
+
+from jwksd.config import LiveConfig
+from jwksd.refresh import ErrorInfo, Refresher, SourceState
+from jwksd.store import Store
+
+if TYPE_CHECKING:
+    from jwksd.shared_cache import SharedCache
+
+
+class Health:
+    """The three health endpoints, reading the store, the refresh outcomes and the shared cache."""
+
+    def __init__(self, live: LiveConfig, store: Store, refresher: Callable[[], Refresher | None],
+                 shared_cache: Callable[[], SharedCache | None],
+                 refresh_task: Callable[[], asyncio.Task[None] | None]) -> None:
+        self.live = live
+        self.store = store
+        self.refresher = refresher
+        self.shared_cache = shared_cache
+        self.refresh_task = refresh_task
+
+    def document(self) -> tuple[int, dict[str, Any]]:
+        """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served)."""
+        config, store = self.live.current, self.store
+        refresher = self.refresher()
+        snapshot = store.snapshot
+        source = store.served_source(config.refresh.max_age_s)
+        states = list(refresher.states.values()) if refresher else []
+        successes = [s.last_success for s in states if s.last_success is not None]
+        errors = sorted((s.last_error for s in states if s.last_error is not None), key=lambda e: e.at)
+        age = store.age_s()
+        if snapshot is None:
+            status = "fail"
+        elif source in ("last-known-good", "fallback") or age > config.refresh.max_staleness_s:
+            status = "warn"
+        else:
+            status = "pass"
+        check: dict[str, Any] = {
+            "status": status,
+            "source": source or "none",
+            "age_s": round(age, 3),
+            "kids": list(snapshot.kids) if snapshot else [],
+            "last_success": _iso(max(successes)) if successes else None,
+            "last_error": _error(errors[-1] if errors else None),
+            "sources": {s.name: _source_health(s) for s in states},
+        }
+        checks = {"jwks": check}
+        shared = self.shared_cache()
+        if shared is not None:
+            # Redis down is not an outage (each replica fetches directly) but the fleet's AWS calls multiply.
+            checks["shared_cache"] = {
+                "status": "pass" if shared.up else "warn", "url": shared.config.safe_url, "reachable": shared.up,
+                "last_error": ({"message": shared.last_error[0], "at": _iso(shared.last_error[1])}
+                               if shared.last_error else None)}
+            if status == "pass" and not shared.up:
+                status = "warn"
+        return (503 if status == "fail" else 200), {"status": status, "checks": checks}
+
+    async def health(self, request: web.Request) -> web.Response:
+        status, body = self.document()
+        return web.json_response(body, status=status, content_type="application/health+json",
+                                 headers={hdrs.CACHE_CONTROL: "no-store"})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Liveness: the loop answers and the refresh task has not died."""
+        task = self.refresh_task()
+        if task is not None and task.done():
+            return web.json_response({"status": "fail", "reason": "refresh task stopped"}, status=503)
+        return web.json_response({"status": "pass"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness: a valid key set is served (any rung 1-4). Staleness never drains a replica."""
+        ready = self.store.snapshot is not None
+        return web.json_response({"ready": ready}, status=200 if ready else 503,
+                                 headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
+def _source_health(state: SourceState) -> dict[str, Any]:
+    """One source's own part: warn while it fails (its last good keys stay served)."""
+    return {
+        "status": "warn" if state.failing else "pass",
+        "origin": "last-known-good" if state.seeded else ("fresh" if state.last_success is not None else "none"),
+        "last_success": _iso(state.last_success) if state.last_success is not None else None,
+        "last_error": _error(state.last_error),
+    }
+
+
+def _error(error: ErrorInfo | None) -> dict[str, Any] | None:
+    """A source error as /health shows it."""
+    return {"code": error.code, "message": error.message, "at": _iso(error.at)} if error else None
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
