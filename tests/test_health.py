@@ -6,11 +6,7 @@ from typing import Any
 
 from tests.conftest import Secrets
 from tests.daemon_helpers import sm_config, start
-from tests.keys import jwk_set, rsa_jwk, rsa_key
-
-
-def key(index: int) -> dict[str, Any]:
-    return rsa_jwk(rsa_key(index), f"key-{index}")
+from tests.keys import jwk_set, key
 
 
 async def test_health_endpoints(aiohttp_client: Any, secrets: Secrets) -> None:

@@ -9,11 +9,7 @@ from jwksd.http_cache import accepts_gzip, etag_matches, not_modified_since
 from jwksd.store import build_snapshot
 from tests.conftest import FakeClock, Secrets
 from tests.daemon_helpers import JWKS, get_jwks, sm_config, start
-from tests.keys import jwk_set, rsa_jwk, rsa_key
-
-
-def key(index: int) -> dict[str, Any]:
-    return rsa_jwk(rsa_key(index), f"key-{index}")
+from tests.keys import jwk_set, key
 
 
 async def test_etag_gives_304(aiohttp_client: Any, secrets: Secrets) -> None:
