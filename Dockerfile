@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# jwksd as a sidecar image: README.md, "Operations". Build: docker build -t jwksd .
+# jwksd as a sidecar image: docs/operations.md, "Docker". Build: docker build -t jwksd .
 # Runs as an unprivileged numeric user with a read-only root filesystem: the only place it writes
 # is JWKSD_STATE_DIR (a volume or a tmpfs).
 

@@ -74,7 +74,7 @@ def run_demo(port: int = 8080) -> int:
                            private, algorithm="RS256", headers={"kid": kid})
         url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
         print(f"\njwksd demo\n  local Secrets Manager: {endpoint} (secret {SECRET_ID})\n"
-              f"  the same moto serves KMS and DynamoDB, for the rotation walk-through (README, Rotation):\n"
+              f"  the same moto serves KMS and DynamoDB, for the rotation walk-through (docs/rotation.md):\n"
               f"    export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo "
               f"AWS_REGION={REGION}\n  JWKS: {url}\n"
               f"  metrics: http://127.0.0.1:9464/metrics   health: http://127.0.0.1:{port}/health\n"
