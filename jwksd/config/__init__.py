@@ -1,8 +1,10 @@
 """Configuration: a TOML file plus ``JWKSD_*`` environment overrides, read once into frozen dataclasses.
 
 This package is the only code that reads the environment. Every problem is collected and reported
-at once, naming the key, the value and what was expected. ``model`` holds the dataclasses,
-``reader`` the typed table reader, ``sources`` and ``rotation`` their tables.
+at once, naming the key, the value and what was expected. Every setting is declared once, on
+its dataclass field (``model``, ``source_model``; see ``declare``); ``settings`` is the table read
+from them, ``reader`` reads a TOML table by it, ``sources`` and ``rotation`` add their cross-checks,
+``example`` renders config/jwksd.example.toml.
 """
 
 from __future__ import annotations
@@ -21,22 +23,16 @@ from jwksd.config.model import (
     LOG_LEVELS,
     ROTATION_BACKENDS,
     RSA_ALGS,
-    SOURCE_KINDS,
     Config,
-    DynamoDBSourceConfig,
-    FileSourceConfig,
     HttpCacheConfig,
-    HttpSourceConfig,
     Listen,
     LiveConfig,
     LogConfig,
     OidcConfig,
     RefreshConfig,
     RotationConfig,
-    SecretsManagerSourceConfig,
     ServerConfig,
     SharedCacheConfig,
-    SourceConfig,
     StateConfig,
     SystemdConfig,
     ValidationConfig,
@@ -44,6 +40,15 @@ from jwksd.config.model import (
 from jwksd.config.oidc import read_oidc
 from jwksd.config.reader import Section, read_file, table_section
 from jwksd.config.rotation import read_rotation
+from jwksd.config.settings import SECTIONS, all_settings, env_keys, keep_restart_only, restart_required, setting_of
+from jwksd.config.source_model import (
+    SOURCE_KINDS,
+    DynamoDBSourceConfig,
+    FileSourceConfig,
+    HttpSourceConfig,
+    SecretsManagerSourceConfig,
+    SourceConfig,
+)
 from jwksd.config.sources import read_shared_cache, read_sources, source_tables
 from jwksd.errors import ConfigError
 
@@ -75,30 +80,15 @@ __all__ = [
     "ValidationConfig",
     "ENV_KEYS",
     "LiveConfig",
+    "all_settings",
+    "keep_restart_only",
     "load_config",
+    "restart_required",
     "load_validation_config",
 ]
 
-# Environment variable -> (section, key). The section "source" means the first source.
-ENV_KEYS: dict[str, tuple[str, str]] = {
-    "JWKSD_LISTEN": ("server", "listen"),
-    "JWKSD_METRICS_LISTEN": ("server", "metrics_listen"),
-    "JWKSD_PATHS": ("server", "paths"),
-    "JWKSD_SOURCE_KIND": ("source", "kind"),
-    "JWKSD_SECRET_ID": ("source", "secret_id"),
-    "JWKSD_SOURCE_FILE": ("source", "path"),
-    "JWKSD_SOURCE_URL": ("source", "url"),
-    "JWKSD_SOURCE_TABLE": ("source", "table"),
-    "JWKSD_REFRESH_INTERVAL_S": ("refresh", "interval_s"),
-    "JWKSD_MAX_AGE_S": ("refresh", "max_age_s"),
-    "JWKSD_STATE_DIR": ("state", "state_dir"),
-    "JWKSD_FALLBACK_FILE": ("state", "fallback_file"),
-    "JWKSD_LOG_LEVEL": ("log", "level"),
-    "JWKSD_LOG_FORMAT": ("log", "format"),
-    "JWKSD_EVENT_LOOP": ("server", "event_loop"),
-    "JWKSD_SHARED_CACHE_URL": ("shared_cache", "url"),
-    "JWKSD_OIDC_ISSUER": ("oidc", "issuer"),
-}
+# Environment variable -> (section, key), from the declarations. The section "source" means the first source.
+ENV_KEYS: dict[str, tuple[str, str]] = env_keys()
 
 
 def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -138,39 +128,21 @@ def _aws_defaults(table: dict[str, Any], environ: Mapping[str, str], endpoints: 
 
 
 def _read_server(section: Section) -> ServerConfig:
-    paths = section.strings("paths", (DEFAULT_PATH,))
+    paths = section.read(setting_of(ServerConfig, "paths"))
     for path in paths:
         if not path.startswith("/") or "?" in path or "#" in path:
             section.problem("paths", list(paths), "absolute URL paths such as '/.well-known/jwks.json'")
             break
     if DEFAULT_PATH not in paths:
         paths = (DEFAULT_PATH, *paths)
-    server = ServerConfig(
-        listen=section.listen("listen", ServerConfig.listen) or ServerConfig.listen,
-        metrics_listen=section.listen("metrics_listen", ServerConfig.metrics_listen, optional=True),
-        metrics_on_main=section.boolean("metrics_on_main", False),
-        paths=tuple(dict.fromkeys(paths)),
-        keepalive_timeout_s=section.number("keepalive_timeout_s", 5.0, high=300),
-        max_line_size=section.integer("max_line_size", 4096, low=256),
-        max_field_size=section.integer("max_field_size", 4096, low=256),
-        max_headers=section.integer("max_headers", 32, low=4),
-        shutdown_timeout_s=section.number("shutdown_timeout_s", 5.0),
-        event_loop=section.string("event_loop", "auto", choices=EVENT_LOOPS) or "auto",
-    )
+    server = section.build(ServerConfig, paths=tuple(dict.fromkeys(paths)))
     section.check_unknown()
     return server
 
 
 def _read_validation(data: Mapping[str, Any], problems: list[str]) -> ValidationConfig:
     section = table_section(data, "validation", problems)
-    validation = ValidationConfig(
-        max_document_bytes=section.integer("max_document_bytes", 65536, low=64, high=16 * 1024 * 1024),
-        max_keys=section.integer("max_keys", 100, low=1, high=10000),
-        max_depth=section.integer("max_depth", 20, low=3, high=100),
-        require_kid=section.boolean("require_kid", True),
-        require_thumbprint_kid=section.boolean("require_thumbprint_kid", False),
-        allow_secp256k1=section.boolean("allow_secp256k1", False),
-    )
+    validation = section.build(ValidationConfig)
     section.check_unknown()
     return validation
 
@@ -209,8 +181,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     if problems:
         raise ConfigError(problems)  # checking the rest against an empty file would only add noise
     _apply_environment(data, environ)
-    known = {"server", "source", "sources", "refresh", "http_cache", "state", "validation", "log", "shared_cache",
-             "rotation", "oidc"}
+    known = {*SECTIONS, "source", "sources"}
     for name in sorted(set(data) - known):
         problems.append(f"{name}: unknown section")
 
@@ -222,28 +193,18 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         server = replace(server, paths=(*server.paths, oidc.jwks_path))  # the default jwks_uri is served too
 
     section = table_section(data, "refresh", problems)
-    refresh = RefreshConfig(
-        interval_s=section.number("interval_s", 300.0),
-        jitter=section.number("jitter", 0.1, low=0.0, low_open=False, high=0.5),
-        max_age_s=section.number("max_age_s", 600.0),
-        max_staleness_s=section.number("max_staleness_s", 86400.0),
-        retry_base_s=section.number("retry_base_s", 1.0),
-        retry_cap_s=section.number("retry_cap_s", 60.0),
-    )
+    refresh = section.build(RefreshConfig)
     section.check_unknown()
     if refresh.max_age_s < refresh.interval_s:
         problems.append(f"refresh.max_age_s = {refresh.max_age_s:g}: expected at least refresh.interval_s "
                         f"({refresh.interval_s:g}), or every response would count as stale")
 
     section = table_section(data, "http_cache", problems)
-    http_cache = HttpCacheConfig(
-        stale_while_revalidate_s=section.integer("stale_while_revalidate_s", 60, low=0),
-        stale_if_error_s=section.integer("stale_if_error_s", 86400, low=0),
-    )
+    http_cache = section.build(HttpCacheConfig)
     section.check_unknown()
 
     section = table_section(data, "state", problems)
-    state = StateConfig(state_dir=section.path("state_dir"), fallback_file=section.path("fallback_file"))
+    state = section.build(StateConfig)
     section.check_unknown()
 
     validation = _read_validation(data, problems)
@@ -251,10 +212,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     rotation = read_rotation(data, problems, refresh)
 
     section = table_section(data, "log", problems)
-    log = LogConfig(
-        level=section.string("level", "info", choices=LOG_LEVELS) or "info",
-        format=section.string("format", "auto", choices=LOG_FORMATS) or "auto",
-    )
+    log = section.build(LogConfig)
     section.check_unknown()
 
     systemd = _read_systemd(environ, problems)

@@ -1,17 +1,25 @@
-"""The configuration's frozen dataclasses and the constants they are checked against. Durations are seconds."""
+"""The configuration's frozen dataclasses, each setting declared once on its field (see ``declare``).
+
+A field's type and default are the setting's; ``about(...)`` adds its doc, bounds, environment
+variable and whether a SIGHUP reload applies it (``restart=True``: only a restart does). Durations
+are seconds. The sources' dataclasses are in ``source_model``.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from jwksd.config.declare import Setting, about
+from jwksd.config.source_model import REGISTRY_TABLE, SourceConfig
+
 DEFAULT_PATH = "/.well-known/jwks.json"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console", "auto")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
-SOURCE_KINDS = ("secretsmanager", "file", "http", "dynamodb")
 
 
 @dataclass(frozen=True)
@@ -27,126 +35,79 @@ class Listen:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """The HTTP listeners and their limits."""
+    """The HTTP listeners and their limits, set at start."""
 
-    listen: Listen = Listen("127.0.0.1", 8080)
-    metrics_listen: Listen | None = Listen("127.0.0.1", 9464)
-    metrics_on_main: bool = False
-    paths: tuple[str, ...] = (DEFAULT_PATH,)
-    keepalive_timeout_s: float = 5.0
-    max_line_size: int = 4096
-    max_field_size: int = 4096
-    max_headers: int = 32
-    shutdown_timeout_s: float = 5.0
-    event_loop: str = "auto"  # auto: uvloop when installed, else asyncio
-
-
-@dataclass(frozen=True)
-class SecretsManagerSourceConfig:
-    """Where and how to read the key document from AWS Secrets Manager."""
-
-    secret_id: str
-    name: str = "secretsmanager"
-    version_stages: tuple[str, ...] = ("AWSCURRENT", "AWSPREVIOUS")
-    region: str | None = None
-    endpoint_url: str | None = None
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 5.0
-    max_retries: int = 3
-    retry_base_s: float = 0.2
-    retry_cap_s: float = 5.0
-
-
-@dataclass(frozen=True)
-class FileSourceConfig:
-    """A key document on local disk, re-read on each refresh."""
-
-    path: Path
-    name: str = "file"
-
-
-@dataclass(frozen=True)
-class HttpSourceConfig:
-    """An upstream JWKS URL, reverse-proxied with conditional requests.
-
-    The upstream's ``Cache-Control: max-age`` sets when this source is asked again, clamped to
-    ``min_refresh_s``..``max_refresh_s``; without one, ``refresh.interval_s`` applies.
-    """
-
-    url: str
-    name: str = "http"
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 5.0
-    max_retries: int = 2
-    retry_base_s: float = 0.2
-    retry_cap_s: float = 5.0
-    min_refresh_s: float = 60.0
-    max_refresh_s: float = 3600.0
-    allow_insecure_loopback: bool = False
-
-
-@dataclass(frozen=True)
-class DynamoDBSourceConfig:
-    """The key registry that ``jwksd keys rotate`` keeps, served directly (public keys come from KMS)."""
-
-    table: str = "jwksd-keys"
-    name: str = "dynamodb"
-    region: str | None = None
-    endpoint_url: str | None = None  # DynamoDB
-    kms_endpoint_url: str | None = None
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 5.0
-
-
-SourceConfig = SecretsManagerSourceConfig | FileSourceConfig | HttpSourceConfig | DynamoDBSourceConfig
-
-# KMS key specs jwksd rotates, and the JWS algorithms each can sign with (the first is the default).
-RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
-KEY_SPEC_ALGS: dict[str, tuple[str, ...]] = {
-    "RSA_2048": RSA_ALGS, "RSA_3072": RSA_ALGS, "RSA_4096": RSA_ALGS,
-    "ECC_NIST_P256": ("ES256",), "ECC_NIST_P384": ("ES384",), "ECC_NIST_P521": ("ES512",),
-}
-ROTATION_BACKENDS = ("kms", "local")
+    listen: Listen = field(default=Listen("127.0.0.1", 8080), metadata=about(
+        "host:port of the JWKS listener", env="JWKSD_LISTEN", restart=True))
+    metrics_listen: Listen | None = field(default=Listen("127.0.0.1", 9464), metadata=about(
+        'host:port of /metrics, or "off"', env="JWKSD_METRICS_LISTEN", optional=True, restart=True))
+    metrics_on_main: bool = field(default=False, metadata=about(
+        "also serve /metrics on the main listener", restart=True))
+    paths: tuple[str, ...] = field(default=(DEFAULT_PATH,), metadata=about(
+        f"these paths serve the set too ({DEFAULT_PATH} always does); env: comma-separated", env="JWKSD_PATHS",
+        restart=True, example=(DEFAULT_PATH, "/api/.well-known/jwks.json")))
+    keepalive_timeout_s: float = field(default=5.0, metadata=about(
+        "idle and half-sent connections are closed after this", high=300, restart=True))
+    max_line_size: int = field(default=4096, metadata=about(
+        "bytes in the request line; longer gets 400", low=256, restart=True))
+    max_field_size: int = field(default=4096, metadata=about(
+        "bytes in one header; longer gets 400", low=256, restart=True))
+    max_headers: int = field(default=32, metadata=about("headers per request; more gets 400", low=4, restart=True))
+    shutdown_timeout_s: float = field(default=5.0, metadata=about(
+        "SIGTERM waits this long for in-flight requests", restart=True))
+    event_loop: str = field(default="auto", metadata=about(
+        "auto (uvloop when installed: pip install 'jwksd[uvloop]'), uvloop or asyncio", choices=EVENT_LOOPS,
+        env="JWKSD_EVENT_LOOP", restart=True))
 
 
 @dataclass(frozen=True)
 class RefreshConfig:
     """The refresh schedule and what counts as stale."""
 
-    interval_s: float = 300.0
-    jitter: float = 0.1
-    max_age_s: float = 600.0
-    max_staleness_s: float = 86400.0
-    retry_base_s: float = 1.0
-    retry_cap_s: float = 60.0
+    interval_s: float = field(default=300.0, metadata=about(
+        "time between refreshes, with +-jitter", env="JWKSD_REFRESH_INTERVAL_S"))
+    jitter: float = field(default=0.1, metadata=about("fraction of interval_s (0 to 0.5)", low=0.0, low_open=False,
+                                                      high=0.5))
+    max_age_s: float = field(default=600.0, metadata=about(
+        "Cache-Control max-age; a read of an older set triggers a refresh", env="JWKSD_MAX_AGE_S"))
+    max_staleness_s: float = field(default=86400.0, metadata=about(
+        'health turns "warn" when the served set is older than this'))
+    retry_base_s: float = field(default=1.0, metadata=about(
+        "after a failed refresh: capped exponential backoff with jitter"))
+    retry_cap_s: float = field(default=60.0, metadata=about("the longest backoff (never longer than interval_s)"))
 
 
 @dataclass(frozen=True)
 class HttpCacheConfig:
     """What the Cache-Control header allows caches to do beyond ``max-age``."""
 
-    stale_while_revalidate_s: int = 60
-    stale_if_error_s: int = 86400
+    stale_while_revalidate_s: int = field(default=60, metadata=about("Cache-Control stale-while-revalidate", low=0))
+    stale_if_error_s: int = field(default=86400, metadata=about("Cache-Control stale-if-error", low=0))
 
 
 @dataclass(frozen=True)
 class StateConfig:
     """The last-known-good directory and the fallback key file; either may be unset."""
 
-    state_dir: Path | None = None
-    fallback_file: Path | None = None
+    state_dir: Path | None = field(default=None, metadata=about(
+        "last-known-good snapshot, written atomically", env="JWKSD_STATE_DIR", example="/var/lib/jwksd"))
+    fallback_file: Path | None = field(default=None, metadata=about(
+        "served when nothing else is; must be valid", env="JWKSD_FALLBACK_FILE",
+        example="/etc/jwksd/fallback-jwks.json"))
 
 
 @dataclass(frozen=True)
 class ValidationConfig:
     """Limits of the key validator (see JWK_RULES.md)."""
 
-    max_document_bytes: int = 65536
-    max_keys: int = 100
-    max_depth: int = 20
-    require_kid: bool = True
-    require_thumbprint_kid: bool = False
-    allow_secp256k1: bool = False
+    max_document_bytes: int = field(default=65536, metadata=about(
+        "a larger document is refused whole", low=64, high=16 * 1024 * 1024))
+    max_keys: int = field(default=100, metadata=about("a document with more keys is refused whole", high=10000))
+    max_depth: int = field(default=20, metadata=about("JSON nesting depth", low=3, high=100))
+    require_kid: bool = field(default=True, metadata=about("a key without a kid is dropped"))
+    require_thumbprint_kid: bool = field(default=False, metadata=about(
+        "kid must equal the RFC 7638 SHA-256 thumbprint"))
+    allow_secp256k1: bool = field(default=False, metadata=about("serve keys on the secp256k1 curve"))
 
 
 @dataclass(frozen=True)
@@ -156,11 +117,17 @@ class SharedCacheConfig:
     Off when ``url`` is empty. ``timeout_s`` bounds every Redis operation, connecting included.
     """
 
-    url: str = ""
-    namespace: str = "jwksd"
-    lease_s: float = 5.0
-    hmac_key_file: Path | None = None
-    timeout_s: float = 0.5
+    url: str = field(default="", metadata=about(
+        "redis://host:port/db (rediss:// for TLS); empty: off", env="JWKSD_SHARED_CACHE_URL", restart=True))
+    namespace: str = field(default="jwksd", metadata=about(
+        "keys <namespace>:entry:<source name> and <namespace>:lease:<source name>", restart=True))
+    lease_s: float = field(default=5.0, metadata=about(
+        "one replica fetches; the others wait this long for its entry (< interval_s)", restart=True))
+    hmac_key_file: Path | None = field(default=None, metadata=about(
+        "32+ bytes; without it whoever can write Redis picks the keys", restart=True,
+        example="/etc/jwksd/shared-cache.key"))
+    timeout_s: float = field(default=0.5, metadata=about(
+        "every Redis operation; slower counts as down: the replica fetches directly", high=30, restart=True))
 
     @property
     def enabled(self) -> bool:
@@ -179,47 +146,84 @@ class SharedCacheConfig:
 class LogConfig:
     """Log level and format (``auto``: console on a terminal, JSON otherwise)."""
 
-    level: str = "info"
-    format: str = "auto"
+    level: str = field(default="info", metadata=about(", ".join(LOG_LEVELS), choices=LOG_LEVELS,
+                                                      env="JWKSD_LOG_LEVEL"))
+    format: str = field(default="auto", metadata=about(
+        "json, console, or auto (console on a terminal)", choices=LOG_FORMATS, env="JWKSD_LOG_FORMAT", restart=True))
 
 
 @dataclass(frozen=True)
 class SystemdConfig:
     """What systemd passes in the environment: the sd_notify socket and the watchdog interval.
 
-    ``watchdog_s`` is None unless ``WATCHDOG_USEC`` is set and ``WATCHDOG_PID`` is unset or this process.
+    Not settings of the file: systemd's own protocol (sd_notify(3)). ``watchdog_s`` is None unless
+    ``WATCHDOG_USEC`` is set and ``WATCHDOG_PID`` is unset or this process.
     """
 
     notify_socket: str | None = None
     watchdog_s: float | None = None
 
 
+# KMS key specs jwksd rotates, and the JWS algorithms each can sign with (the first is the default).
+RSA_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+KEY_SPEC_ALGS: dict[str, tuple[str, ...]] = {
+    "RSA_2048": RSA_ALGS, "RSA_3072": RSA_ALGS, "RSA_4096": RSA_ALGS,
+    "ECC_NIST_P256": ("ES256",), "ECC_NIST_P384": ("ES384",), "ECC_NIST_P521": ("ES512",),
+}
+ROTATION_BACKENDS = ("kms", "local")
+DEFAULT_KEY_SPEC = "RSA_2048"
+
+
+def publish_ahead_default(refresh: RefreshConfig) -> int:
+    """A new key is published this long before it signs unless set: two cache lifetimes and a refresh."""
+    return math.ceil(2 * refresh.max_age_s + refresh.interval_s)
+
+
 @dataclass(frozen=True)
 class RotationConfig:
     """The key lifecycle policy of ``jwksd keys`` and where keys and their registry live.
 
-    Durations are whole seconds. Each ``*_endpoint_url`` is None for the AWS default.
+    Durations are whole seconds. Each ``*_endpoint_url`` is None for the AWS default. Read by
+    ``jwksd keys`` at each run; the daemon itself does not use it, so a reload has nothing to restart.
     """
 
-    table: str = "jwksd-keys"
-    backend: str = "kms"  # or "local": keys made here, private JWKs in Secrets Manager
-    # Local backend: one secret per key, <prefix>/<kid>.
-    private_secret_prefix: str = "jwksd/private-keys"  # noqa: S105 - a name, not a secret
-    publish_secret_id: str | None = None  # when set, every `keys rotate` also publishes the JWK Set there
-    verify_urls: tuple[str, ...] = ()
-    rotate_every_s: int = 30 * 86400
-    publish_ahead_s: int = 1500  # default 2 * refresh.max_age_s + refresh.interval_s
-    retire_grace_s: int = 48 * 3600
-    max_token_lifetime_s: int = 3600
-    deletion_window_days: int = 30
-    key_spec: str = "RSA_2048"
-    alg: str = "RS256"
-    region: str | None = None
-    dynamodb_endpoint_url: str | None = None
-    kms_endpoint_url: str | None = None
-    secretsmanager_endpoint_url: str | None = None
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
+    table: str = field(default=REGISTRY_TABLE, metadata=about(
+        "the DynamoDB registry (config/jwksd-keys-table.json)"))
+    backend: str = field(default="kms", metadata=about(
+        '"kms", or "local": private JWKs in secrets <private_secret_prefix>/<kid>', choices=ROTATION_BACKENDS))
+    private_secret_prefix: str = field(default="jwksd/private-keys", metadata=about(
+        "local backend: one secret per key, <prefix>/<kid>"))
+    publish_secret_id: str | None = field(default=None, metadata=about(
+        "also publish the JWK Set there on every `keys rotate`", example="jwt/public-keys"))
+    verify_urls: tuple[str, ...] = field(default=(), metadata=about(
+        "promote only once these serve the new kid", example=("https://auth.example.com/.well-known/jwks.json",)))
+    rotate_every_s: int = field(default=30 * 86400, metadata=about("an active key signs this long"))
+    publish_ahead_s: int = field(default=publish_ahead_default(RefreshConfig()), metadata=about(
+        "published this long before it signs; >= max_age_s + interval_s (default: 2 * max_age_s + interval_s)"))
+    retire_grace_s: int = field(default=48 * 3600, metadata=about(
+        "published this long after it stops signing; > max_token_lifetime_s + max_age_s"))
+    max_token_lifetime_s: int = field(default=3600, metadata=about(
+        "the longest token `jwksd keys sign` makes"))
+    deletion_window_days: int = field(default=30, metadata=about(
+        "KMS / Secrets Manager deletion window for expired keys (7 to 30)", low=7, high=30))
+    key_spec: str = field(default=DEFAULT_KEY_SPEC, metadata=about(
+        "RSA_2048/3072/4096, ECC_NIST_P256/P384/P521"))
+    alg: str = field(default=KEY_SPEC_ALGS[DEFAULT_KEY_SPEC][0], metadata=about(
+        "must fit key_spec: RS*/PS* for RSA, ES256/384/512 for the curves"))
+    region: str | None = field(default=None, metadata=about(
+        "default: AWS_REGION / AWS_DEFAULT_REGION", example="us-east-1"))
+    dynamodb_endpoint_url: str | None = field(default=None, metadata=about(
+        "default: endpoint_url, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL", kind="url",
+        example="http://127.0.0.1:5000"))
+    kms_endpoint_url: str | None = field(default=None, metadata=about(
+        "default: endpoint_url, AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL", kind="url",
+        example="http://127.0.0.1:5000"))
+    secretsmanager_endpoint_url: str | None = field(default=None, metadata=about(
+        "default: endpoint_url, AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL", kind="url",
+        example="http://127.0.0.1:5000"))
+    connect_timeout_s: float = field(default=5.0, metadata=about(
+        "per AWS call attempt; botocore retries throttling up to 3 attempts", high=60))
+    read_timeout_s: float = field(default=10.0, metadata=about("per AWS call attempt", high=120))
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,19 @@ class OidcConfig:
     discovery_path: str
     jwks_path: str | None
     extra: tuple[tuple[str, Any], ...] = ()
+
+
+# The [oidc] keys. OidcConfig is derived from them (its paths come from the issuer), so they are
+# declared here rather than on its fields. The routes are made at start: each needs a restart.
+OIDC_SETTINGS = (
+    Setting("https, optional path; serves <path>/.well-known/openid-configuration and <path>/.well-known/jwks.json",
+            section="oidc", name="issuer", kind="string", default=None, env="JWKSD_OIDC_ISSUER", restart=True,
+            example="https://auth.example.com/tenants/a"),
+    Setting("default: the issuer + /.well-known/jwks.json", section="oidc", name="jwks_uri", kind="string",
+            default=None, restart=True, example="https://cdn.example.com/jwks.json"),
+    Setting("further metadata members, published as written", section="oidc", name="extra", kind="table",
+            default=None, restart=True, example={"claims_supported": ["sub", "aud", "iss", "exp", "iat"]}),
+)
 
 
 @dataclass(frozen=True)

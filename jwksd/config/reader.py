@@ -7,10 +7,14 @@ import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from jwksd.config.declare import REQUIRED, Setting
 from jwksd.config.model import Listen
+from jwksd.config.settings import declared
+
+T = TypeVar("T")
 
 
 class Section:
@@ -105,6 +109,34 @@ class Section:
             self.problem(key, value, "host:port with a port from 0 to 65535" + (" or 'off'" if optional else ""))
             return default
         return Listen(host, int(port))
+
+    def read(self, setting: Setting, default: Any = REQUIRED) -> Any:
+        """One declared setting, by its kind and bounds; its declared default (None if required) when unset."""
+        key = setting.name
+        if default is REQUIRED:
+            default = None if setting.default is REQUIRED else setting.default
+        if setting.kind == "number":
+            return self.number(key, default, low=0.0 if setting.low is None else setting.low,
+                               low_open=setting.low_open, high=math.inf if setting.high is None else setting.high)
+        if setting.kind == "integer":
+            return self.integer(key, default, low=1 if setting.low is None else int(setting.low),
+                                high=None if setting.high is None else int(setting.high))
+        if setting.kind == "boolean":
+            return self.boolean(key, default)
+        if setting.kind == "strings":
+            return self.strings(key, default)
+        if setting.kind == "path":
+            return self.path(key) or default
+        if setting.kind == "listen":
+            return self.listen(key, default, optional=setting.optional)
+        if setting.kind == "url":
+            return read_url(self, key) or default
+        return self.string(key, default, choices=setting.choices)
+
+    def build(self, cls: type[T], **given: Any) -> T:
+        """An instance of a section's dataclass: ``given`` values as they are, every other field read."""
+        values = {s.name: self.read(s) for s in declared(cls, self.name) if s.name not in given}
+        return cls(**values, **given)
 
     def check_unknown(self) -> None:
         for key in sorted(set(self.table) - self.used):

@@ -6,16 +6,17 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from jwksd.config.model import (
-    SOURCE_KINDS,
+from jwksd.config.model import SharedCacheConfig
+from jwksd.config.reader import Section, is_loopback, is_redis_url, redact, table_section
+from jwksd.config.settings import setting_of
+from jwksd.config.source_model import (
+    SOURCE_KIND,
     DynamoDBSourceConfig,
     FileSourceConfig,
     HttpSourceConfig,
     SecretsManagerSourceConfig,
-    SharedCacheConfig,
     SourceConfig,
 )
-from jwksd.config.reader import Section, is_loopback, is_redis_url, read_url, redact, table_section
 
 
 def source_tables(data: Mapping[str, Any]) -> list[Any]:
@@ -26,57 +27,33 @@ def source_tables(data: Mapping[str, Any]) -> list[Any]:
 
 
 def read_source(section: Section) -> SourceConfig | None:
-    kind = section.string("kind", "secretsmanager", choices=SOURCE_KINDS)
+    kind = section.read(SOURCE_KIND)
     name = section.string("name", kind) or "source"
     result: SourceConfig | None = None
     if kind == "file":
         path = section.path("path")
         if path is None:
             section.problem("path", None, "the path of a key document (JWKSD_SOURCE_FILE)")
-        else:
-            result = FileSourceConfig(path=path, name=name)
+        result = section.build(FileSourceConfig, path=path, name=name) if path else None
     elif kind == "http":
         result = read_http_source(section, name)
     elif kind == "dynamodb":
-        result = DynamoDBSourceConfig(
-            table=section.string("table", "jwksd-keys") or "jwksd-keys",
-            name=name,
-            region=section.string("region", None),
-            endpoint_url=read_url(section, "endpoint_url"),
-            kms_endpoint_url=read_url(section, "kms_endpoint_url"),
-            connect_timeout_s=section.number("connect_timeout_s", 5.0),
-            read_timeout_s=section.number("read_timeout_s", 5.0),
-        )
+        result = section.build(DynamoDBSourceConfig, name=name)
     else:
         secret_id = section.string("secret_id", None)
         if secret_id is None:
             section.problem("secret_id", None, "the name or ARN of a secret (JWKSD_SECRET_ID)")
-        stages = section.strings("version_stages", ("AWSCURRENT", "AWSPREVIOUS"))
+        stages = section.read(setting_of(SecretsManagerSourceConfig, "version_stages"))
         if "AWSCURRENT" not in stages:
             section.problem("version_stages", list(stages), "a list that includes AWSCURRENT")
-        endpoint = section.string("endpoint_url", None)
-        if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-            section.problem("endpoint_url", endpoint, "an http:// or https:// URL")
-            endpoint = None
-        result = SecretsManagerSourceConfig(
-            secret_id=secret_id or "",
-            name=name,
-            version_stages=stages,
-            region=section.string("region", None),
-            endpoint_url=endpoint,
-            connect_timeout_s=section.number("connect_timeout_s", 5.0),
-            read_timeout_s=section.number("read_timeout_s", 5.0),
-            max_retries=section.integer("max_retries", 3, low=0, high=10),
-            retry_base_s=section.number("retry_base_s", 0.2),
-            retry_cap_s=section.number("retry_cap_s", 5.0),
-        )
+        result = section.build(SecretsManagerSourceConfig, secret_id=secret_id or "", name=name, version_stages=stages)
     section.check_unknown()
     return result
 
 
 def read_http_source(section: Section, name: str) -> HttpSourceConfig | None:
     url = section.string("url", None)
-    insecure = section.boolean("allow_insecure_loopback", False)
+    insecure = section.read(setting_of(HttpSourceConfig, "allow_insecure_loopback"))
     if url is None:
         section.problem("url", None, "the https:// URL of an upstream JWKS (JWKSD_SOURCE_URL)")
     else:
@@ -88,40 +65,28 @@ def read_http_source(section: Section, name: str) -> HttpSourceConfig | None:
             section.problem("url", url, "an https:// URL (plain http only with allow_insecure_loopback = true "
                                         "and a loopback host)")
             url = None
-    low = section.number("min_refresh_s", 60.0)
-    high = section.number("max_refresh_s", 3600.0)
+    low = section.read(setting_of(HttpSourceConfig, "min_refresh_s"))
+    high = section.read(setting_of(HttpSourceConfig, "max_refresh_s"))
     if low > high:
         section.problems.append(f"{section.name}.max_refresh_s = {high:g}: expected at least min_refresh_s ({low:g})")
-    result = HttpSourceConfig(
-        url=url or "",
-        name=name,
-        connect_timeout_s=section.number("connect_timeout_s", 5.0),
-        read_timeout_s=section.number("read_timeout_s", 5.0),
-        max_retries=section.integer("max_retries", 2, low=0, high=10),
-        retry_base_s=section.number("retry_base_s", 0.2),
-        retry_cap_s=section.number("retry_cap_s", 5.0),
-        min_refresh_s=low,
-        max_refresh_s=high,
-        allow_insecure_loopback=insecure,
-    )
+    result = section.build(HttpSourceConfig, url=url or "", name=name, min_refresh_s=low, max_refresh_s=high,
+                           allow_insecure_loopback=insecure)
     return result if url else None
 
 
 def read_shared_cache(data: Mapping[str, Any], problems: list[str], interval_s: float) -> SharedCacheConfig:
     section = table_section(data, "shared_cache", problems)
-    url = section.string("url", "") or ""
+    url = section.read(setting_of(SharedCacheConfig, "url"))
     if url and not is_redis_url(url):
         section.problem("url", redact(url), "redis://host:port/db (or rediss:// for TLS), or empty for off")
         url = ""
-    namespace = section.string("namespace", "jwksd") or "jwksd"
+    namespace = section.read(setting_of(SharedCacheConfig, "namespace"))
     if not namespace.isprintable() or " " in namespace:
         section.problem("namespace", namespace, "a string of printable characters without spaces")
-    lease_s = section.number("lease_s", 5.0)
+    lease_s = section.read(setting_of(SharedCacheConfig, "lease_s"))
     if url and lease_s >= interval_s:
         problems.append(f"shared_cache.lease_s = {lease_s:g}: expected less than refresh.interval_s ({interval_s:g})")
-    shared = SharedCacheConfig(url=url, namespace=namespace, lease_s=lease_s,
-                               hmac_key_file=section.path("hmac_key_file"),
-                               timeout_s=section.number("timeout_s", 0.5, high=30))
+    shared = section.build(SharedCacheConfig, url=url, namespace=namespace, lease_s=lease_s)
     section.check_unknown()
     return shared
 
