@@ -30,6 +30,16 @@ DUMMY_AWS = {"AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_A
              "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
 
 
+def terminate(process: subprocess.Popen[Any], timeout_s: float = 15.0) -> int:
+    """SIGTERM (a no-op once reaped), then SIGKILL if it has not exited within ``timeout_s``; the exit code."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait(timeout=10)
+
+
 def wait_until(predicate: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S) -> Any:
     """Poll ``predicate`` until it returns something truthy (returned); fail naming ``what`` after ``deadline_s``."""
     deadline = time.monotonic() + deadline_s
@@ -194,12 +204,7 @@ class Daemon:
 
     def stop(self) -> int:
         """SIGTERM (if still running), then SIGKILL after a bounded wait; the exit code."""
-        self.process.send_signal(signal.SIGTERM)  # a no-op once the process has been reaped
-        try:
-            return self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout=10)
+        return terminate(self.process)
 
     def kill(self) -> None:
         """SIGKILL if still running (cleanup after a test that did not stop it)."""

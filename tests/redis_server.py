@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 
 from tests.conftest import free_port
+from tests.daemon_process import terminate
 
 START_TIMEOUT_S = 10.0
 
@@ -56,12 +57,7 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        terminate(self.process, timeout_s=5)
         self.process = None
 
     @property

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REGION, Secrets, closed_endpoint, free_port
-from tests.daemon_process import Daemon, base_env, http_get, wait_until
+from tests.daemon_process import Daemon, base_env, http_get, terminate, wait_until
 from tests.keys import jwk_set, rsa_jwk, rsa_key
 
 RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "prometheus"
@@ -82,12 +82,7 @@ class Prometheus:
         return {_key(s["metric"].pop("__name__"), s["metric"]): float(s["value"][1]) for s in result}
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        terminate(self.process)
         self.log.close()
 
 
