@@ -25,6 +25,15 @@ def analyze(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False)
 
 
+def exposure(unit: Path) -> tuple[float, str]:
+    """systemd-analyze security's overall exposure level of ``unit``, and its report."""
+    result = analyze("security", "--offline=true", str(unit))
+    assert result.returncode == 0, result.stderr
+    match = re.search(rf"Overall exposure level for {re.escape(unit.name)}: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout
+    return float(match.group(1)), result.stdout
+
+
 def unit_copy(tmp_path: Path) -> Path:
     """The unit and its drop-in, with ExecStart pointing at this venv's jwksd (verify checks the binary exists)."""
     text = UNIT.read_text()
@@ -52,11 +61,8 @@ def test_verify_reads_the_drop_in(tmp_path: Path) -> None:
 
 def test_exposure_within_bound() -> None:
     """systemd-analyze security rates the unit at most 1.5 (Debian's redis-server unit: 1.2)."""
-    result = analyze("security", "--offline=true", str(UNIT))
-    assert result.returncode == 0, result.stderr
-    match = re.search(r"Overall exposure level for jwksd\.service: (\d+\.\d+)", result.stdout)
-    assert match, result.stdout
-    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+    level, report = exposure(UNIT)
+    assert level <= MAX_EXPOSURE, report
     assert analyze("security", "--offline=true", f"--threshold={int(MAX_EXPOSURE * 10)}", str(UNIT)).returncode == 0
 
 

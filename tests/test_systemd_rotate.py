@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from pathlib import Path
 
-from tests.test_systemd import INSTALLED_AT, MAX_EXPOSURE, UNIT_DIR, analyze
+from tests.test_systemd import INSTALLED_AT, MAX_EXPOSURE, UNIT_DIR, analyze, exposure
 
 SERVICE, TIMER = UNIT_DIR / "jwksd-rotate.service", UNIT_DIR / "jwksd-rotate.timer"
 
@@ -40,8 +39,5 @@ def test_timer_is_hourly_persistent_and_spread() -> None:
 
 def test_service_exposure_within_bound() -> None:
     """systemd-analyze security rates the rotation service at most 1.5, like the daemon's unit."""
-    result = analyze("security", "--offline=true", str(SERVICE))
-    assert result.returncode == 0, result.stderr
-    match = re.search(r"Overall exposure level for jwksd-rotate\.service: (\d+\.\d+)", result.stdout)
-    assert match, result.stdout
-    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+    level, report = exposure(SERVICE)
+    assert level <= MAX_EXPOSURE, report
