@@ -12,7 +12,7 @@ from jwksd.config.settings import ROTATION_ENDPOINT, setting_of
 
 
 def read_rotation(data: Mapping[str, Any], problems: list[str], refresh: RefreshConfig) -> RotationConfig | None:
-    """The [rotation] table, its policy checked against the serving side's [refresh] (see README, Rotation)."""
+    """The [rotation] table, its policy checked against the serving side's [refresh] (docs/rotation.md)."""
     if "rotation" not in data:
         return None
     section = table_section(data, "rotation", problems)
