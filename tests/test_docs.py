@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from jwksd.config.settings import env_keys
 from tests.docs_check import (
     command_problems,
     config_problems,
@@ -98,6 +100,18 @@ def test_index_links_every_page() -> None:
     linked = {target.partition("#")[0] for _, target in Document.read(ROOT / "docs" / "README.md").links()}
     pages = {path.name for path in (ROOT / "docs").glob("*.md")} - {"README.md"}
     assert pages - linked == set()
+
+
+def test_environment_table_matches_the_declarations() -> None:
+    """docs/configuration.md's table names every JWKSD_* variable the config declares, beside its key."""
+    documented = {}
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| `JWKSD_") and cells[0] != "| `JWKSD_CONFIG`":
+            variables, keys = re.findall(r"`(JWKSD_\w+)`", cells[0]), re.findall(r"`([a-z_]+\.[a-z_]+)`", cells[1])
+            assert len(variables) == len(keys), line
+            documented.update(zip(variables, keys, strict=True))
+    assert documented == {env: f"{section}.{key}" for env, (section, key) in env_keys().items()}
 
 
 def test_slug_is_githubs() -> None:
