@@ -17,6 +17,7 @@ from jwksd.config import ValidationConfig, load_config, load_validation_config
 from jwksd.errors import ConfigError, DocumentRejected, JwksdError
 from jwksd.log import configure_logging
 from jwksd.rotation.cli import add_keys_parser, run_keys
+from jwksd.tls import check_tls_files
 from jwksd.validate import validate_document
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -101,6 +102,7 @@ def check_config(path: str | None) -> int:
         config = load_config(path, need_source=False)
         if not config.sources and config.rotation is None:
             config = load_config(path)  # neither serving nor rotating: report what [source] lacks
+        check_tls_files(config.server)
     except ConfigError as exc:
         print(f"jwksd: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import hdrs, web
@@ -26,6 +27,9 @@ from jwksd.state import LastKnownGood, load_fallback, load_last_known_good
 from jwksd.store import Clock, Snapshot, Store, SystemClock, build_snapshot
 from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
+if TYPE_CHECKING:
+    from jwksd.tls_renewal import TlsRenewal
+
 log = structlog.get_logger("jwksd.app")
 
 CONFIG = web.AppKey("config", LiveConfig)
@@ -34,6 +38,7 @@ METRICS = web.AppKey("metrics", Metrics)
 REFRESHER = web.AppKey("refresher", Refresher)
 REFRESH_TASK = web.AppKey("refresh_task", asyncio.Task[None])
 LAST_KNOWN_GOOD = web.AppKey("last_known_good", LastKnownGood)
+TLS: web.AppKey[TlsRenewal] = web.AppKey("tls")  # only when the listener speaks HTTPS
 
 
 class JwksHandler:
@@ -138,7 +143,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     handler = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER))
     health = Health(app[CONFIG], store, lambda: app.get(REFRESHER),
                     lambda: refresher.source_set.cache if (refresher := app.get(REFRESHER)) else None,
-                    lambda: app.get(REFRESH_TASK))
+                    lambda: app.get(REFRESH_TASK), tls=lambda: app.get(TLS))
     requests = RequestMetrics(metrics)
     for path in config.server.paths:
         app.router.add_get(path, requests.wrap(handler.handle, path), allow_head=True)

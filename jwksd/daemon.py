@@ -1,7 +1,7 @@
 """Running the daemon: listeners, signals, systemd notifications, reload, and an orderly shutdown.
 
 Tasks owned here, each cancelled and awaited on the way out: the readiness announcer, the reload
-loop and the watchdog. Signals only set events or wake tasks.
+loop, the TLS file watch and the watchdog. Signals only set events or wake tasks.
 """
 
 from __future__ import annotations
@@ -9,25 +9,36 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import ssl
 import sys
 from collections.abc import Callable
 
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, REFRESH_TASK, REFRESHER, STORE, make_app, make_metrics_app
+from jwksd.app import CONFIG, REFRESH_TASK, REFRESHER, STORE, TLS, make_app, make_metrics_app
 from jwksd.config import Config, Listen
 from jwksd.metrics import Metrics
 from jwksd.notify import Notifier, watchdog_loop
 from jwksd.reload import reload_config
+from jwksd.tls_renewal import TlsRenewal
 
 log = structlog.get_logger("jwksd.daemon")
 SWITCH_INTERVAL_S = 0.0005
 
 
-async def _start_site(runner: web.AppRunner, listen: Listen) -> None:
+async def _start_site(runner: web.AppRunner, listen: Listen, ssl_context: ssl.SSLContext | None = None) -> None:
     await runner.setup()
-    await web.TCPSite(runner, listen.host, listen.port, reuse_address=True).start()
+    await web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=ssl_context).start()
+
+
+def open_tls(config: Config, metrics: Metrics) -> TlsRenewal | None:
+    """The listener's certificate pair when configured; ConfigError when it cannot be served."""
+    server = config.server
+    if server.tls_cert_file is None or server.tls_key_file is None:
+        return None
+    return TlsRenewal(server.tls_cert_file, server.tls_key_file, metrics,
+                      watch_interval_s=server.tls_watch_interval_s)
 
 
 async def serve(config: Config, *, metrics: Metrics | None = None, load: Callable[[], Config] | None = None) -> None:
@@ -38,6 +49,9 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
     metrics = metrics or Metrics()
     notifier = Notifier(config.systemd.notify_socket)
     app = make_app(config, metrics=metrics)
+    tls = open_tls(config, metrics)
+    if tls is not None:
+        app[TLS] = tls
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=config.server.keepalive_timeout_s,
                            shutdown_timeout=config.server.shutdown_timeout_s, handle_signals=False)
     metrics_runner = None
@@ -46,10 +60,10 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
                                        keepalive_timeout=config.server.keepalive_timeout_s, shutdown_timeout=1.0)
     loop = asyncio.get_running_loop()
     stop, reload_requested = asyncio.Event(), asyncio.Event()
-    lifecycle = Lifecycle(app, notifier, load)
+    lifecycle = Lifecycle(app, notifier, load, tls)
     tasks: list[asyncio.Task[None]] = []
     try:
-        await _start_site(runner, config.server.listen)
+        await _start_site(runner, config.server.listen, tls.listener if tls else None)
         if metrics_runner is not None and config.server.metrics_listen is not None:
             await _start_site(metrics_runner, config.server.metrics_listen)
         # Everything imported and opened so far (botocore's models above all) lives as long as the
@@ -62,11 +76,13 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, lambda: _force_refresh(app))
         loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
-        log.info("listening", url=f"http://{config.server.listen}{config.server.paths[0]}",
+        log.info("listening", url=f"{'https' if tls else 'http'}://{config.server.listen}{config.server.paths[0]}",
                  metrics=f"http://{config.server.metrics_listen}/metrics" if config.server.metrics_listen else None,
                  sources=[s.name for s in config.sources])
         tasks.append(asyncio.create_task(lifecycle.announce(), name="jwksd-announce"))
         tasks.append(asyncio.create_task(lifecycle.reloads(reload_requested), name="jwksd-reload"))
+        if tls is not None:
+            tasks.append(asyncio.create_task(tls.watch(), name="jwksd-tls-watch"))
         if config.systemd.watchdog_s is not None and notifier.enabled:
             tasks.append(asyncio.create_task(watchdog_loop(notifier, config.systemd.watchdog_s, lambda: _alive(app)),
                                              name="jwksd-watchdog"))
@@ -89,10 +105,12 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
 class Lifecycle:
     """Tells systemd what the daemon does: READY=1 once a valid set is served, STATUS= after refreshes, reloads."""
 
-    def __init__(self, app: web.Application, notifier: Notifier, load: Callable[[], Config] | None) -> None:
+    def __init__(self, app: web.Application, notifier: Notifier, load: Callable[[], Config] | None,
+                 tls: TlsRenewal | None = None) -> None:
         self.app = app
         self.notifier = notifier
         self.load = load
+        self.tls = tls
         self.ready = False
 
     def status(self) -> str:
@@ -122,6 +140,8 @@ class Lifecycle:
         while True:
             await requested.wait()
             requested.clear()
+            if self.tls is not None:  # renewed certificates load even when the config cannot be re-read
+                self.tls.reload("SIGHUP")
             if self.load is None:
                 log.warning("reload_unavailable", detail="this daemon was started without a config to re-read")
                 continue

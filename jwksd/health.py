@@ -15,19 +15,22 @@ from jwksd.store import Store
 
 if TYPE_CHECKING:
     from jwksd.shared_cache import SharedCache
+    from jwksd.tls_renewal import TlsRenewal
 
 
 class Health:
-    """The three health endpoints, reading the store, the refresh outcomes and the shared cache."""
+    """The three health endpoints, reading the store, the refresh outcomes, the shared cache and the TLS pair."""
 
     def __init__(self, live: LiveConfig, store: Store, refresher: Callable[[], Refresher | None],
                  shared_cache: Callable[[], SharedCache | None],
-                 refresh_task: Callable[[], asyncio.Task[None] | None]) -> None:
+                 refresh_task: Callable[[], asyncio.Task[None] | None], *,
+                 tls: Callable[[], TlsRenewal | None] = lambda: None) -> None:
         self.live = live
         self.store = store
         self.refresher = refresher
         self.shared_cache = shared_cache
         self.refresh_task = refresh_task
+        self.tls = tls
 
     def document(self) -> tuple[int, dict[str, Any]]:
         """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served)."""
@@ -63,6 +66,11 @@ class Health:
                 "last_error": ({"message": shared.last_error[0], "at": _iso(shared.last_error[1])}
                                if shared.last_error else None)}
             if status == "pass" and not shared.up:
+                status = "warn"
+        tls = self.tls()
+        if tls is not None:
+            checks["tls"] = tls.health()  # a refused renewal: the old certificate is still served
+            if status == "pass" and checks["tls"]["status"] == "warn":
                 status = "warn"
         return (503 if status == "fail" else 200), {"status": status, "checks": checks}
 

@@ -116,6 +116,10 @@ class Metrics:
                                            ["operation"], registry=r)
         self.shared_cache_up = Gauge("jwksd_shared_cache_up", "1 while the shared cache answers, 0 while the "
                                      "replica fetches directly.", registry=r)
+        self.tls_certificate_expiry = Gauge("jwksd_tls_certificate_expiry_timestamp_seconds", "Unix time the TLS "
+                                            "certificate in force expires (notAfter); 0 without TLS.", registry=r)
+        self.tls_reloads = Counter("jwksd_tls_reloads", "TLS certificate reloads (SIGHUP or a file change) by outcome: "
+                                   "applied, or rejected (the previous pair stays).", ["outcome"], registry=r)
         self.build_info = Info("jwksd_build", "Version of jwksd and of Python.", registry=r)
         self.build_info.info({"version": __version__, "python_version": platform.python_version()})
         for source in SERVED_SOURCES:
@@ -129,6 +133,7 @@ class Metrics:
             self.shared_cache_errors.labels(operation)
         for outcome in ("applied", "rejected"):
             self.config_reloads.labels(outcome)
+            self.tls_reloads.labels(outcome)
         self._sources: set[str] = set()
 
     def prepare(self, paths: Iterable[str], source_names: Iterable[str], drop_reasons: Iterable[str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -54,12 +55,12 @@ def wait_until(predicate: Callable[[], Any], what: str, deadline_s: float = DEAD
     raise AssertionError(f"timed out after {deadline_s:g}s waiting for {what}")
 
 
-def http_get(url: str, headers: dict[str, str] | None = None,
-             timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers and body; HTTP errors are answers too."""
+def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5.0,
+             context: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body; HTTP errors are answers too. ``context`` verifies an https server."""
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
@@ -101,9 +102,14 @@ class Daemon:
     """One running ``jwksd serve`` logging JSON lines to a file; a context manager that stops it."""
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path, *, port: int,
-                 metrics_port: int | None = None, cwd: Path | None = None, wait_ready: bool = True) -> None:
-        """Start ``argv``; unless ``wait_ready`` is False, wait for /readyz (stopping it if that fails)."""
+                 metrics_port: int | None = None, cwd: Path | None = None, wait_ready: bool = True,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """Start ``argv``; unless ``wait_ready`` is False, wait for /readyz (stopping it if that fails).
+
+        ``tls``: the listener speaks HTTPS, and this client context verifies it.
+        """
         self.env = dict(env)
+        self.tls = tls
         self.log_path = log_path
         self.port, self.metrics_port = port, metrics_port
         with log_path.open("wb") as log:
@@ -117,9 +123,11 @@ class Daemon:
 
     @classmethod
     def from_toml(cls, workdir: Path, sections: dict[str, dict[str, Any]], *, endpoint: str | None = None,
-                  wrapper: Sequence[str] = (), wait_ready: bool = True) -> Daemon:
-        """Config ``sections`` written to ``workdir``/jwksd.toml, listening on free ports, logging to jwksd.log."""
-        port, metrics_port = free_port(), free_port()
+                  wrapper: Sequence[str] = (), wait_ready: bool = True, tls: ssl.SSLContext | None = None,
+                  port: int | None = None) -> Daemon:
+        """Config ``sections`` written to ``workdir``/jwksd.toml, listening on ``port`` or a free one, logging to
+        jwksd.log."""
+        port, metrics_port = port or free_port(), free_port()
         server = {"listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}",
                   **sections.get("server", {})}
         config_path = workdir / "jwksd.toml"
@@ -129,7 +137,7 @@ class Daemon:
         if endpoint is not None:
             env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
         return cls([*wrapper, *SERVE, "--config", str(config_path)], env, workdir / "jwksd.log", port=port,
-                   metrics_port=metrics_port, wait_ready=wait_ready)
+                   metrics_port=metrics_port, wait_ready=wait_ready, tls=tls)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], log_path: Path, *, argv: Sequence[str] = SERVE,
@@ -148,10 +156,10 @@ class Daemon:
         self.stop()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"https://localhost:{self.port}{path}" if self.tls else f"http://127.0.0.1:{self.port}{path}"
 
     def get(self, path: str = JWKS, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        return http_get(self.url(path), headers)
+        return http_get(self.url(path), headers, context=self.tls)
 
     def wait_ready(self) -> None:
         wait_until(lambda: self._alive() and self.get("/readyz")[0] == 200, "/readyz to answer 200")

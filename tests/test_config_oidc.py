@@ -72,7 +72,7 @@ def test_plain_http_issuer_names_the_way_out(tmp_path: Path) -> None:
     """The error for an http:// issuer says why and what provides https."""
     assert problems('[oidc]\nissuer = "http://auth.example.com"\n', tmp_path) == [
         f"oidc.issuer = 'http://auth.example.com': expected {HTTPS} (OpenID Connect Discovery 1.0 and RFC 8414 "
-        "require https; a TLS terminator in front of jwksd provides it)"]
+        "require https; a TLS terminator in front of jwksd, or server.tls_cert_file, provides it)"]
 
 
 def test_discovery_path_colliding_with_a_jwks_path(tmp_path: Path) -> None:

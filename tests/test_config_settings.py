@@ -91,7 +91,8 @@ def test_minimal_config_is_every_default(tmp_path: Path) -> None:
         server=ServerConfig(
             listen=Listen("127.0.0.1", 8080), metrics_listen=Listen("127.0.0.1", 9464), metrics_on_main=False,
             paths=("/.well-known/jwks.json",), keepalive_timeout_s=5.0, max_line_size=4096, max_field_size=4096,
-            max_headers=32, shutdown_timeout_s=5.0, event_loop="auto"),
+            max_headers=32, shutdown_timeout_s=5.0, event_loop="auto", tls_cert_file=None, tls_key_file=None,
+            tls_watch_interval_s=5.0),
         refresh=RefreshConfig(interval_s=300.0, jitter=0.1, max_age_s=600.0, max_staleness_s=86400.0,
                               retry_base_s=1.0, retry_cap_s=60.0),
         http_cache=HttpCacheConfig(stale_while_revalidate_s=60, stale_if_error_s=86400),
@@ -147,9 +148,14 @@ ENV_VALUES = {
     "JWKSD_LOG_LEVEL": ("debug", lambda c: c.log.level == "debug"),
     "JWKSD_LOG_FORMAT": ("json", lambda c: c.log.format == "json"),
     "JWKSD_OIDC_ISSUER": ("https://idp.example/a", lambda c: c.oidc.issuer == "https://idp.example/a"),
+    "JWKSD_TLS_CERT_FILE": ("/tls.crt", lambda c: c.server.tls_cert_file == Path("/tls.crt")),
+    "JWKSD_TLS_KEY_FILE": ("/tls.key", lambda c: c.server.tls_key_file == Path("/tls.key")),
 }
 BASE = {"JWKSD_SOURCE_KIND": {"JWKSD_SOURCE_FILE": "/k.json"}, "JWKSD_SOURCE_FILE": {"JWKSD_SOURCE_KIND": "file"},
-        "JWKSD_SOURCE_URL": {"JWKSD_SOURCE_KIND": "http"}, "JWKSD_SOURCE_TABLE": {"JWKSD_SOURCE_KIND": "dynamodb"}}
+        "JWKSD_SOURCE_URL": {"JWKSD_SOURCE_KIND": "http"}, "JWKSD_SOURCE_TABLE": {"JWKSD_SOURCE_KIND": "dynamodb"},
+        # TLS needs both files: each variable is tested with the other one set.
+        "JWKSD_TLS_CERT_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_KEY_FILE": "/other.key"},
+        "JWKSD_TLS_KEY_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_CERT_FILE": "/other.crt"}}
 
 
 @pytest.mark.parametrize("variable", sorted(env_keys()))

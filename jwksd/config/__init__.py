@@ -137,6 +137,10 @@ def _read_server(section: Section) -> ServerConfig:
         paths = (DEFAULT_PATH, *paths)
     server = section.build(ServerConfig, paths=tuple(dict.fromkeys(paths)))
     section.check_unknown()
+    if (server.tls_cert_file is None) != (server.tls_key_file is None):
+        given, missing = ("tls_cert_file", "tls_key_file") if server.tls_key_file is None else (
+            "tls_key_file", "tls_cert_file")
+        section.problems.append(f"server.{missing}: required with server.{given} (TLS needs both)")
     return server
 
 

@@ -58,6 +58,14 @@ class ServerConfig:
     event_loop: str = field(default="auto", metadata=about(
         "auto (uvloop when installed: pip install 'jwksd[uvloop]'), uvloop or asyncio", choices=EVENT_LOOPS,
         env="JWKSD_EVENT_LOOP", restart=True))
+    tls_cert_file: Path | None = field(default=None, metadata=about(
+        "HTTPS on this listener: PEM, the leaf first, then its chain (docs/oidc.md, Serve HTTPS)",
+        env="JWKSD_TLS_CERT_FILE", restart=True, example="/etc/jwksd/tls/tls.crt"))
+    tls_key_file: Path | None = field(default=None, metadata=about(
+        "its key: mode 0600, or 0640 owned by root; re-read with the certificate on SIGHUP and on change",
+        env="JWKSD_TLS_KEY_FILE", restart=True, example="/etc/jwksd/tls/tls.key"))
+    tls_watch_interval_s: float = field(default=5.0, metadata=about(
+        "how often the TLS files are checked for a renewal", high=3600, restart=True))
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def https_url_problem(value: object) -> str | None:
         return _HTTPS
     if parts.scheme != "https":
         return f"{_HTTPS} (OpenID Connect Discovery 1.0 and RFC 8414 require https; a TLS terminator in front " \
-               "of jwksd provides it)" if parts.scheme == "http" else _HTTPS
+               "of jwksd, or server.tls_cert_file, provides it)" if parts.scheme == "http" else _HTTPS
     if not parts.hostname or "@" in parts.netloc or parts.query or parts.fragment or "?" in value or "#" in value:
         return _HTTPS
     if not _PATH.fullmatch(parts.path):

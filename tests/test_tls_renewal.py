@@ -1,0 +1,196 @@
+"""A real `jwksd serve` over HTTPS: Mozilla's intermediate policy, renewals on SIGHUP and on a file change,
+keep-alive connections across them, and a broken renewal that keeps the old pair."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.daemon_process import SERVE, Daemon, base_env, toml_config, wait_until
+from tests.keys import jwk_set
+from tests.signing import signing_key
+from tests.tls_ca import Leaf, TestCA
+
+
+@pytest.fixture(scope="module")
+def ca() -> TestCA:
+    return TestCA()
+
+
+def serving_sections(tmp_path: Path, cert: Path, key: Path, **server: object) -> dict[str, dict[str, object]]:
+    """A file source with one RSA key, TLS from ``cert`` and ``key``, a long keep-alive and a quick file watch."""
+    keys = tmp_path / "keys.json"
+    keys.write_text(jwk_set(signing_key("RS256", "key-0").jwk))
+    return {"source": {"kind": "file", "path": str(keys)},
+            "server": {"tls_cert_file": str(cert), "tls_key_file": str(key), "keepalive_timeout_s": 120,
+                       "tls_watch_interval_s": 0.2, **server},
+            "refresh": {"interval_s": 3600, "max_age_s": 3600}}
+
+
+@pytest.fixture
+def pair(tmp_path: Path, ca: TestCA) -> tuple[Path, Path, Leaf]:
+    leaf = ca.issue()
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    leaf.write(cert, key)
+    return cert, key, leaf
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, ca: TestCA, pair: tuple[Path, Path, Leaf]) -> Iterator[Daemon]:
+    cert, key, _ = pair  # renewals by SIGHUP only: the file watch looks once an hour
+    sections = serving_sections(tmp_path, cert, key, tls_watch_interval_s=3600)
+    with Daemon.from_toml(tmp_path, sections, tls=ca.client_context()) as running:
+        yield running
+
+
+def served_serial(daemon: Daemon, context: ssl.SSLContext | None = None, server_name: str | None = "localhost") -> int:
+    """The serial number of the leaf a new connection is handed (``server_name`` None: no SNI)."""
+    assert daemon.tls is not None
+    context = context or (daemon.tls if server_name else _no_sni(daemon.tls))
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=server_name) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def _no_sni(context: ssl.SSLContext) -> ssl.SSLContext:
+    """A copy of the client context that sends no server name (as a client dialling an IP address does)."""
+    bare = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    bare.check_hostname = False
+    bare.load_verify_locations(cadata=context.get_ca_certs(binary_form=True)[0])
+    return bare
+
+
+class KeepAlive:
+    """One HTTPS connection held open across a renewal; a context manager that closes it."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.connection = http.client.HTTPSConnection("localhost", daemon.port, timeout=5, context=daemon.tls)
+        assert self.get() == 200
+        self.socket = self.connection.sock
+        der = self.socket.getpeercert(binary_form=True)
+        self.serial = x509.load_der_x509_certificate(der).serial_number
+
+    def __enter__(self) -> KeepAlive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.connection.close()
+
+    def get(self) -> int:
+        self.connection.request("GET", "/.well-known/jwks.json")
+        response = self.connection.getresponse()
+        response.read()
+        return response.status
+
+    def still_works(self) -> bool:
+        """A request on the very same socket (no reconnect) answers 200 under the old certificate."""
+        status = self.get()
+        same = self.connection.sock is self.socket
+        serial = x509.load_der_x509_certificate(self.connection.sock.getpeercert(binary_form=True)).serial_number
+        return status == 200 and same and serial == self.serial
+
+
+def test_https_policy(daemon: Daemon, pair: tuple[Path, Path, Leaf]) -> None:
+    """The chain verifies against the root alone; TLS 1.1 and a cipher outside Mozilla's intermediate list fail."""
+    assert served_serial(daemon) == pair[2].serial
+    assert daemon.get()[0] == 200
+    assert daemon.tls is not None
+    old = _no_sni(daemon.tls)
+    with warnings.catch_warnings():  # the client side of the refusal needs the deprecated version
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old.minimum_version = old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("DEFAULT:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError):
+        served_serial(daemon, old, None)
+    weak = _no_sni(daemon.tls)
+    weak.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.set_ciphers("AES128-GCM-SHA256")  # RSA key exchange: no forward secrecy
+    with pytest.raises(ssl.SSLError):
+        served_serial(daemon, weak, None)
+    strong = _no_sni(daemon.tls)
+    strong.maximum_version = ssl.TLSVersion.TLSv1_2
+    strong.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert served_serial(daemon, strong, None) == pair[2].serial
+
+
+def test_renewal_in_place_on_sighup(daemon: Daemon, ca: TestCA, pair: tuple[Path, Path, Leaf]) -> None:
+    """A pair rewritten in place is served to new connections after SIGHUP; an open keep-alive connection goes on."""
+    cert, key, first = pair
+    with KeepAlive(daemon) as held:
+        renewed = ca.issue(valid_days=20)
+        renewed.write(cert, key)
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: served_serial(daemon) == renewed.serial, "the renewed certificate")
+        assert served_serial(daemon, server_name=None) == renewed.serial  # clients without SNI too
+        assert held.still_works() and held.serial == first.serial
+    assert daemon.metric("jwksd_tls_certificate_expiry_timestamp_seconds") == int(renewed.not_after.timestamp())
+    assert daemon.wait_event("tls_reloaded")["trigger"] == "SIGHUP"
+
+
+def test_renewal_by_symlink_swap_on_file_watch(tmp_path: Path, ca: TestCA) -> None:
+    """A symlink swap as Kubernetes and certbot make it is picked up by the file watch alone."""
+    first, renewed = ca.issue(), ca.issue(valid_days=25)
+    for name, leaf in (("v1", first), ("v2", renewed)):
+        (tmp_path / name).mkdir()
+        leaf.write(tmp_path / name / "tls.crt", tmp_path / name / "tls.key")
+    (tmp_path / "live").symlink_to("v1")
+    cert, key = tmp_path / "live" / "tls.crt", tmp_path / "live" / "tls.key"
+    with Daemon.from_toml(tmp_path, serving_sections(tmp_path, cert, key), tls=ca.client_context()) as daemon:
+        with KeepAlive(daemon) as held:
+            (tmp_path / "next").symlink_to("v2")
+            os.replace(tmp_path / "next", tmp_path / "live")
+            event = daemon.wait_event("tls_reloaded")
+            assert event["trigger"] == "file_change" and event["subject"] == "CN=localhost"
+            assert served_serial(daemon) == renewed.serial
+            assert held.still_works() and held.serial == first.serial
+        assert daemon.metric("jwksd_tls_reloads_total", outcome="applied") == 1
+
+
+def test_broken_renewal_keeps_the_old_pair(daemon: Daemon, ca: TestCA, pair: tuple[Path, Path, Leaf]) -> None:
+    """A renewed certificate with the wrong key keeps the old pair, and the log, metric and /health say why."""
+    cert, key, first = pair
+    cert.write_bytes(ca.issue().chain_pem)  # the key stays the old one: a mismatch
+    daemon.signal(signal.SIGHUP)
+    event = daemon.wait_event("tls_reload_rejected")
+    reason = f"server.tls_cert_file {str(cert)!r} and server.tls_key_file {str(key)!r}: the key does not match " \
+             "the certificate"
+    assert event["problems"] == [reason]
+    assert served_serial(daemon) == first.serial
+    assert daemon.metric("jwksd_tls_reloads_total", outcome="rejected") >= 1
+    status, _, body = daemon.get("/health")
+    check = json.loads(body)["checks"]["tls"]
+    assert status == 200 and json.loads(body)["status"] == "warn"
+    assert check["status"] == "warn" and check["last_error"]["message"] == reason
+    renewed = ca.issue()
+    renewed.write(cert, key)
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: served_serial(daemon) == renewed.serial, "the repaired renewal")
+    assert json.loads(daemon.get("/health")[2])["checks"]["tls"]["status"] == "pass"
+
+
+def test_world_readable_key_stops_start(tmp_path: Path, pair: tuple[Path, Path, Leaf]) -> None:
+    """serve exits 2 on a key others can read, and check-config says the same."""
+    cert, key, _ = pair
+    key.chmod(0o644)
+    config = tmp_path / "jwksd.toml"
+    config.write_text(toml_config(serving_sections(tmp_path, cert, key)))
+    expected = f"server.tls_key_file {str(key)!r}: is readable by others than the daemon's user (mode 0644): " \
+               "chmod 0600 it"
+    for command in (SERVE, (*SERVE[:-1], "check-config")):
+        result = subprocess.run([*command, "--config", str(config)], env=base_env(), capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
