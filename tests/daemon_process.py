@@ -127,7 +127,10 @@ class Daemon:
                   port: int | None = None) -> Daemon:
         """Config ``sections`` written to ``workdir``/jwksd.toml, listening on ``port`` or a free one, logging to
         jwksd.log."""
-        port, metrics_port = port or free_port(), free_port()
+        port = port or free_port()
+        metrics_port = free_port()
+        while metrics_port == port:  # a port the caller picked was released, and may come back
+            metrics_port = free_port()
         server = {"listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}",
                   **sections.get("server", {})}
         config_path = workdir / "jwksd.toml"
