@@ -29,6 +29,7 @@ _SETTING_SPAN = re.compile(r"^\[?([a-z_]+)\]?[. ]([a-z_0-9]+)(\s*=.*)?$")
 _TABLE_SPAN = re.compile(r"^\[\[?[a-z_.]+\]\]?$")
 _PATH_SPAN = re.compile(r"^[\w.-]+(?:/[\w.*#-]*)+(?:::\S+)?$|^[\w.-]+\.\w+(?:::\S+)?$")
 FILE_SUFFIXES = {"py", "md", "toml", "json", "yml", "yaml", "cfg", "txt"}  # shared_cache.py is a module
+CODE_DIRS = ("jwksd", "tests", "bench", "fuzz")
 SOURCE_KINDS = ("secretsmanager", "file", "http", "dynamodb")
 
 
@@ -163,6 +164,11 @@ def path_problems(word: str, last_test_file: list[Path] | None = None) -> list[s
         return []
     path_part, _, test_name = word.partition("::")
     top = path_part.split("/")[0]
+    if re.fullmatch(r"[\w*]+\.py|[a-z_]+/", path_part) and top not in {p.name for p in ROOT.iterdir()}:
+        # a module or package named alone (``validate.py``, ``jwk*.py``, ``sources/``): somewhere in the code
+        if not any(any((ROOT / code).rglob(path_part.rstrip("/"))) for code in CODE_DIRS):
+            return [f"{path_part}: no such module in {', '.join(CODE_DIRS)}"]
+        return []
     if top not in {p.name for p in ROOT.iterdir()} - {".git"} and top != ".venv":
         return []
     matches = list(ROOT.glob(path_part.rstrip("/"))) if "*" in path_part else [ROOT / path_part]

@@ -54,7 +54,8 @@ no_such_setting = 1
 
 `refresh.interval_s`, `[validation] max_keys`, `source.url`, `refresh.no_such_s`, `[no_such_table]`,
 `JWKSD_LISTEN`, `JWKSD_NO_SUCH_VARIABLE`, `tests/test_docs.py::test_checker_finds_each_kind_of_mistake`,
-`::test_no_such_test`, `config/no-such.toml`, `fuzz/crashes/`.
+`::test_no_such_test`, `config/no-such.toml`, `fuzz/crashes/`, `validate.py`, `jwk*.py`, `sources/`,
+`no_such_module.py`, `no_such_package/`.
 """
 
 
@@ -160,4 +161,6 @@ def test_checker_finds_each_kind_of_mistake() -> None:
     assert span_path_problems(doc) == [
         "docs/synthetic.md:34: tests/test_docs.py has no test test_no_such_test",
         "docs/synthetic.md:34: config/no-such.toml: no such file in the repository",
+        "docs/synthetic.md:35: no_such_module.py: no such module in jwksd, tests, bench, fuzz",
+        "docs/synthetic.md:35: no_such_package/: no such module in jwksd, tests, bench, fuzz",
     ]
