@@ -4,14 +4,15 @@
     ├── ConfigError          bad configuration; carries every problem at once
     ├── DocumentRejected     a key document that must not be served; carries a reason code
     ├── SourceError          a source could not deliver a document; carries a code and retryability
+    ├── AwsError             an AWS call failed (AWS said no, the network, a deadline); carries a code
     ├── StateError           the last-known-good or fallback file could not be read or written
     ├── SharedCacheError     the shared cache (Redis) failed or timed out; the replica fetches directly
     └── RotationError        a key lifecycle step could not be done; carries a code and retryability
         └── RegistryConflict another rotator changed the key registry first (a conditional write lost)
 
-Third-party exceptions are translated at one boundary each (botocore in sources/secretsmanager.py
-and rotation/aws.py, aiohttp's client in sources/http.py, redis in shared_cache.py, the JSON parser
-in validate.py) and raised as these ``from`` the original.
+Third-party exceptions are translated at one boundary each (botocore in aws.py, aiohttp's client
+in sources/http.py, redis in shared_cache.py, the JSON parser in validate.py) and raised as these
+``from`` the original. A source turns an AwsError into a SourceError naming what it was reading.
 """
 
 from __future__ import annotations
@@ -54,6 +55,24 @@ class SourceError(JwksdError):
         self.message = message
         self.retryable = retryable
         super().__init__(f"{code}: {message}")
+
+
+class AwsError(JwksdError):
+    """An AWS call failed.
+
+    ``code`` is AWS's error code (``AccessDeniedException``) or ours (``timeout``, ``network``,
+    ``NoCredentials``, ...); ``message`` is ``"<operation>: <detail>"``; ``status`` is the HTTP
+    status when AWS answered (0 when it did not).
+    """
+
+    def __init__(self, operation: str, code: str, detail: str, *, retryable: bool, status: int = 0) -> None:
+        self.operation = operation
+        self.code = code
+        self.detail = detail
+        self.message = f"{operation}: {detail}"
+        self.retryable = retryable
+        self.status = status
+        super().__init__(f"{code}: {self.message}")
 
 
 class StateError(JwksdError):

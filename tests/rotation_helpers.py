@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 
 from jwksd.config import RotationConfig
+from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring, open_keyring
-from jwksd.rotation.policy import KeyRecord
 from jwksd.rotation.registry import Registry
 from tests.conftest import REGION
 
@@ -56,9 +56,9 @@ class TogetherRegistry(Registry):
         self.lock = lock
         self.first = True
 
-    async def _write(self, what: str, operation: str, **params: Any) -> None:
+    async def _write(self, what: str, operation: str, request: Callable[[Any], Awaitable[object]]) -> None:
         async with self.lock:
-            await super()._write(what, operation, **params)
+            await super()._write(what, operation, request)
 
     async def records(self) -> list[KeyRecord]:
         records = await super().records()

@@ -7,7 +7,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jwksd.rotation.policy import Create, Expire, KeyRecord, Policy, Promote, inconsistencies, plan, published
+from jwksd.registry import KeyRecord, published
+from jwksd.rotation.policy import Create, Expire, Policy, Promote, inconsistencies, plan
 
 DAY = 86400
 POLICY = Policy(rotate_every_s=30 * DAY, publish_ahead_s=1500, retire_grace_s=2 * DAY)

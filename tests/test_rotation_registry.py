@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from jwksd.errors import RegistryConflict, RotationError
+from jwksd.errors import AwsError, RegistryConflict, RotationError
 from jwksd.rotation.keyring import open_keyring
 from jwksd.rotation.policy import inconsistencies, single
 from jwksd.rotation.registry import TABLE_DEFINITION
@@ -87,7 +87,7 @@ async def test_bad_items_are_named(moto_endpoint: str) -> None:
 async def test_missing_table_is_an_aws_error(moto_endpoint: str) -> None:
     """A registry table that does not exist is reported with AWS's own code."""
     async with keyring(rotation_config(moto_endpoint), create_table=False) as ring:
-        with pytest.raises(RotationError) as info:
+        with pytest.raises(AwsError) as info:
             await ring.registry.records()
     assert info.value.code == "ResourceNotFoundException"
 

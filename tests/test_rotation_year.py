@@ -23,7 +23,8 @@ import structlog
 
 from jwksd.__main__ import main
 from jwksd.config import Config, DynamoDBSourceConfig, RefreshConfig, SecretsManagerSourceConfig
-from jwksd.rotation.policy import published, single
+from jwksd.registry import published
+from jwksd.rotation.policy import single
 from jwksd.rotation.rotate import rotate
 from jwksd.rotation.sign import sign_jwt
 from tests.conftest import REGION, FakeClock

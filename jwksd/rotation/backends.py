@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from jwksd.errors import RotationError
-from jwksd.jwk import thumbprint
-from jwksd.rotation.policy import KeyRecord
+from jwksd.registry import KeyRecord
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,3 @@ class Backend(Protocol):
     async def destroy(self, key_ref: str, window_days: int) -> None:
         """Schedule the key's deletion after ``window_days``; done already counts as done."""
         ...
-
-
-def check_kid(jwk: dict[str, Any], record: KeyRecord) -> dict[str, Any]:
-    """``jwk`` if its RFC 7638 thumbprint is the record's kid, else RotationError: the registry and key disagree."""
-    if thumbprint(jwk) != record.kid:
-        raise RotationError("kid_mismatch", f"registry version {record.version}: the key's thumbprint is not the "
-                                            "recorded kid")
-    return jwk

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from jwksd.config import Config, RotationConfig, load_config
-from jwksd.errors import ConfigError, RotationError
+from jwksd.errors import AwsError, ConfigError, RotationError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -82,7 +82,7 @@ def run_keys(args: argparse.Namespace) -> int:
     configure_logging(config.log.level, config.log.format, stream=sys.stderr)
     try:
         return asyncio.run(_run(args, rotation, now, claims))
-    except RotationError as exc:
+    except (RotationError, AwsError) as exc:
         print(f"jwksd keys {args.keys_command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

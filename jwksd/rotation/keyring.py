@@ -5,13 +5,22 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from jwksd import aws
 from jwksd.config import RotationConfig
 from jwksd.errors import RotationError
-from jwksd.rotation.aws import Client, open_client
+from jwksd.registry import KeyRecord
+from jwksd.retry import Retries
 from jwksd.rotation.backends import Backend
-from jwksd.rotation.policy import KeyRecord, Policy
+from jwksd.rotation.policy import Policy
 from jwksd.rotation.registry import Registry
+
+if TYPE_CHECKING:
+    from types_aiobotocore_secretsmanager import SecretsManagerClient
+
+# Three attempts, full jitter from 1 s up to 20 s: what botocore's standard retry mode did for these commands.
+RETRIES = Retries(max_retries=2, retry_base_s=1.0, retry_cap_s=20.0)
 
 
 @dataclass(frozen=True)
@@ -21,7 +30,7 @@ class Keyring:
     config: RotationConfig
     registry: Registry
     backend: Backend
-    secrets: Client | None
+    secrets: aws.Client[SecretsManagerClient] | None
 
     @property
     def policy(self) -> Policy:
@@ -39,14 +48,13 @@ class Keyring:
 async def open_keyring(config: RotationConfig, *, publish: bool = False) -> AsyncIterator[Keyring]:
     """Open the clients ``config`` needs (Secrets Manager also for ``publish``); close them on the way out."""
     async with AsyncExitStack() as stack:
-        async def client(service: str, endpoint_url: str | None) -> Client:
-            return await open_client(stack, service, region=config.region, endpoint_url=endpoint_url,
-                                     connect_timeout_s=config.connect_timeout_s, read_timeout_s=config.read_timeout_s)
+        def at(url: str | None) -> aws.Endpoint:
+            return aws.Endpoint(config.region, url, config.connect_timeout_s, config.read_timeout_s)
 
-        registry = Registry(await client("dynamodb", config.dynamodb_endpoint_url), config.table)
+        registry = Registry(await aws.dynamodb(stack, at(config.dynamodb_endpoint_url), RETRIES), config.table)
         secrets = None
         if config.backend == "local" or publish or config.publish_secret_id:
-            secrets = await client("secretsmanager", config.secretsmanager_endpoint_url)
+            secrets = await aws.secretsmanager(stack, at(config.secretsmanager_endpoint_url), RETRIES)
         backend: Backend
         if config.backend == "local" and secrets is not None:
             from jwksd.rotation.local import LocalBackend
@@ -55,5 +63,5 @@ async def open_keyring(config: RotationConfig, *, publish: bool = False) -> Asyn
         else:
             from jwksd.rotation.kms import KmsBackend
 
-            backend = KmsBackend(await client("kms", config.kms_endpoint_url), config)
+            backend = KmsBackend(await aws.kms(stack, at(config.kms_endpoint_url), RETRIES), config)
         yield Keyring(config, registry, backend, secrets)

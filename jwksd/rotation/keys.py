@@ -1,20 +1,20 @@
-"""Key material: JWS algorithms as KMS names them, public keys as JWKs, private JWKs, and DER to JWS signatures.
+"""Key material: JWS algorithms as KMS names them, private JWKs, and DER to JWS signatures.
 
-The kid of every key is its RFC 7638 thumbprint. ECDSA signatures come from KMS and from
-``cryptography`` as DER; JWS wants the raw, fixed-width R‖S (RFC 7518, section 3.4).
+Public JWKs come from the registry's read side (``jwksd.registry.public_jwk``). ECDSA signatures
+come from KMS and from ``cryptography`` as DER; JWS wants the raw, fixed-width R‖S (RFC 7518, section 3.4).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from jwksd.errors import RotationError
-from jwksd.jwk import thumbprint
-from jwksd.jwk_encoding import b64u_decode, b64u_encode
+from jwksd.jwk_encoding import b64u_decode
+from jwksd.registry import CURVES, b64u_int, public_jwk
 
 # JWS alg -> KMS SigningAlgorithm.
 KMS_SIGNING_ALGORITHMS = {
@@ -23,40 +23,9 @@ KMS_SIGNING_ALGORITHMS = {
     "PS512": "RSASSA_PSS_SHA_512", "ES256": "ECDSA_SHA_256", "ES384": "ECDSA_SHA_384", "ES512": "ECDSA_SHA_512",
 }
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
-# crv -> (curve class, coordinate and R/S size in bytes)
-_CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
-    "P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48), "P-521": (ec.SECP521R1, 66)}
-_CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 _SPEC_CURVES = {"ECC_NIST_P256": "P-256", "ECC_NIST_P384": "P-384", "ECC_NIST_P521": "P-521"}
 _ES_SIZES = {"ES256": 32, "ES384": 48, "ES512": 66}
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-
-def _int(number: int, size: int | None = None) -> str:
-    return b64u_encode(number.to_bytes(size or max(1, (number.bit_length() + 7) // 8), "big"))
-
-
-def public_jwk(public: Any, alg: str) -> dict[str, Any]:
-    """The public JWK of an RSA or NIST-curve key, with ``use``, ``alg`` and the thumbprint kid."""
-    if isinstance(public, rsa.RSAPublicKey):
-        numbers = public.public_numbers()
-        jwk: dict[str, Any] = {"kty": "RSA", "n": _int(numbers.n), "e": _int(numbers.e)}
-    elif isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name in _CURVE_NAMES:
-        crv = _CURVE_NAMES[public.curve.name]
-        point, size = public.public_numbers(), _CURVES[crv][1]
-        jwk = {"kty": "EC", "crv": crv, "x": _int(point.x, size), "y": _int(point.y, size)}
-    else:
-        raise RotationError("unsupported_key", f"a {type(public).__name__} cannot be served as a JWS signing key")
-    return {"kid": thumbprint(jwk), "use": "sig", "alg": alg, **jwk}
-
-
-def jwk_from_spki(der: bytes, alg: str) -> dict[str, Any]:
-    """The JWK of a DER SubjectPublicKeyInfo, as KMS GetPublicKey returns it."""
-    try:
-        public = serialization.load_der_public_key(der)
-    except ValueError as exc:
-        raise RotationError("bad_public_key", "the public key is not a DER SubjectPublicKeyInfo") from exc
-    return public_jwk(public, alg)
 
 
 def der_to_raw(signature: bytes, size: int) -> bytes:
@@ -79,7 +48,7 @@ def generate(key_spec: str) -> PrivateKey:
     """A fresh key pair of a KMS key spec, made with ``cryptography`` (the local backend)."""
     if key_spec.startswith("RSA_"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(key_spec[4:]))
-    return ec.generate_private_key(_CURVES[_SPEC_CURVES[key_spec]][0]())
+    return ec.generate_private_key(CURVES[_SPEC_CURVES[key_spec]][0]())
 
 
 def private_jwk(private: PrivateKey, alg: str) -> dict[str, Any]:
@@ -87,9 +56,10 @@ def private_jwk(private: PrivateKey, alg: str) -> dict[str, Any]:
     jwk = public_jwk(private.public_key(), alg)
     if isinstance(private, rsa.RSAPrivateKey):
         n = private.private_numbers()
-        jwk.update(d=_int(n.d), p=_int(n.p), q=_int(n.q), dp=_int(n.dmp1), dq=_int(n.dmq1), qi=_int(n.iqmp))
+        jwk.update(d=b64u_int(n.d), p=b64u_int(n.p), q=b64u_int(n.q), dp=b64u_int(n.dmp1), dq=b64u_int(n.dmq1),
+                   qi=b64u_int(n.iqmp))
     else:
-        jwk["d"] = _int(private.private_numbers().private_value, _CURVES[jwk["crv"]][1])
+        jwk["d"] = b64u_int(private.private_numbers().private_value, CURVES[jwk["crv"]][1])
     return jwk
 
 
@@ -106,7 +76,7 @@ def load_private_jwk(jwk: dict[str, Any]) -> PrivateKey:
             public = rsa.RSAPublicNumbers(number("e"), number("n"))
             return rsa.RSAPrivateNumbers(number("p"), number("q"), number("d"), number("dp"), number("dq"),
                                          number("qi"), public).private_key()
-        curve = _CURVES[str(jwk.get("crv"))][0]()
+        curve = CURVES[str(jwk.get("crv"))][0]()
         point = ec.EllipticCurvePublicNumbers(number("x"), number("y"), curve)
         return ec.EllipticCurvePrivateNumbers(number("d"), point).private_key()
     except (KeyError, ValueError) as exc:

@@ -6,22 +6,21 @@ Private keys never leave KMS. Messages are signed as RAW, which KMS limits to 40
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from jwksd.config import RotationConfig
-from jwksd.errors import RotationError
-from jwksd.rotation.aws import Client
-from jwksd.rotation.backends import NewKey, check_kid
-from jwksd.rotation.keys import KMS_SIGNING_ALGORITHMS, jwk_from_spki, jws_signature
-from jwksd.rotation.policy import KeyRecord
+from jwksd.errors import AwsError, JwksdError, RotationError
+from jwksd.registry import KeyRecord, check_kid, kms_public_jwk
+from jwksd.rotation.backends import NewKey
+from jwksd.rotation.keys import KMS_SIGNING_ALGORITHMS, jws_signature
+
+if TYPE_CHECKING:
+    from types_aiobotocore_kms import KMSClient
+    from types_aiobotocore_kms.literals import KeySpecType, SigningAlgorithmSpecType
+
+    from jwksd.aws import Client
 
 MAX_RAW_MESSAGE = 4096
-
-
-async def kms_public_jwk(kms: Client, key_id: str, alg: str) -> dict[str, Any]:
-    """The public JWK of a KMS key (GetPublicKey returns DER SubjectPublicKeyInfo)."""
-    response = await kms.call("GetPublicKey", KeyId=key_id)
-    return jwk_from_spki(bytes(response["PublicKey"]), alg)
 
 
 class KmsBackend:
@@ -29,22 +28,24 @@ class KmsBackend:
 
     name = "kms"
 
-    def __init__(self, kms: Client, config: RotationConfig) -> None:
+    def __init__(self, kms: Client[KMSClient], config: RotationConfig) -> None:
         self.kms = kms
         self.config = config
 
     async def create(self, version: int) -> NewKey:
-        response = await self.kms.call(
-            "CreateKey", KeySpec=self.config.key_spec, KeyUsage="SIGN_VERIFY",
+        spec = cast("KeySpecType", self.config.key_spec)  # a key of KEY_SPEC_ALGS, checked by the config reader
+        response = await self.kms.call("CreateKey", lambda kms: kms.create_key(
+            KeySpec=spec, KeyUsage="SIGN_VERIFY",
             Description=f"jwksd signing key, version {version} of registry {self.config.table}",
             Tags=[{"TagKey": "jwksd-table", "TagValue": self.config.table},
-                  {"TagKey": "jwksd-version", "TagValue": str(version)}])
+                  {"TagKey": "jwksd-version", "TagValue": str(version)}]))
         arn = str(response["KeyMetadata"]["Arn"])
         try:
             jwk = await kms_public_jwk(self.kms, arn, self.config.alg)
-            await self.kms.call("TagResource", KeyId=arn, Tags=[{"TagKey": "jwksd-kid", "TagValue": jwk["kid"]}])
-        except RotationError:
-            with contextlib.suppress(RotationError):  # best effort: an unrecorded key would only cost money
+            await self.kms.call("TagResource", lambda kms: kms.tag_resource(
+                KeyId=arn, Tags=[{"TagKey": "jwksd-kid", "TagValue": jwk["kid"]}]))
+        except JwksdError:
+            with contextlib.suppress(JwksdError):  # best effort: an unrecorded key would only cost money
                 await self.destroy(arn, 7)
             raise
         return NewKey(arn, jwk, store_public=False)
@@ -56,20 +57,22 @@ class KmsBackend:
         if len(data) > MAX_RAW_MESSAGE:
             raise RotationError("too_large", f"the JWS signing input is {len(data)} bytes: KMS signs at most "
                                              f"{MAX_RAW_MESSAGE}")
-        response = await self.kms.call("Sign", KeyId=record.key_ref, Message=data, MessageType="RAW",
-                                       SigningAlgorithm=KMS_SIGNING_ALGORITHMS[record.alg])
+        algorithm = cast("SigningAlgorithmSpecType", KMS_SIGNING_ALGORITHMS[record.alg])
+        response = await self.kms.call("Sign", lambda kms: kms.sign(
+            KeyId=record.key_ref, Message=data, MessageType="RAW", SigningAlgorithm=algorithm))
         return jws_signature(record.alg, bytes(response["Signature"]))
 
     async def destroy(self, key_ref: str, window_days: int) -> None:
         # By key id: the rotator made the key in its own region, and moto resolves only ids here.
         key_id = key_ref.rpartition(":key/")[2] or key_ref
         try:
-            await self.kms.call("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=window_days)
-        except RotationError as exc:
+            await self.kms.call("ScheduleKeyDeletion", lambda kms: kms.schedule_key_deletion(
+                KeyId=key_id, PendingWindowInDays=window_days))
+        except AwsError as exc:
             if exc.code == "NotFoundException":
                 return
             if exc.code == "KMSInvalidStateException":
-                described = await self.kms.call("DescribeKey", KeyId=key_id)
+                described = await self.kms.call("DescribeKey", lambda kms: kms.describe_key(KeyId=key_id))
                 if described["KeyMetadata"].get("KeyState") == "PendingDeletion":
                     return  # another rotator, or an earlier interrupted step, got there first
             raise

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jwksd.config import RotationConfig
-from jwksd.errors import RotationError
-from jwksd.rotation.aws import Client
-from jwksd.rotation.backends import NewKey, check_kid
-from jwksd.rotation.keys import generate, load_private_jwk, private_jwk, public_jwk, sign_local
-from jwksd.rotation.policy import KeyRecord
+from jwksd.errors import AwsError, RotationError
+from jwksd.registry import KeyRecord, check_kid, public_jwk
+from jwksd.rotation.backends import NewKey
+from jwksd.rotation.keys import generate, load_private_jwk, private_jwk, sign_local
+
+if TYPE_CHECKING:
+    from types_aiobotocore_secretsmanager import SecretsManagerClient
+
+    from jwksd.aws import Client
 
 PUBLIC_MEMBERS = ("kid", "use", "alg", "kty", "crv", "n", "e", "x", "y")
 
@@ -26,7 +30,7 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, secrets: Client, config: RotationConfig) -> None:
+    def __init__(self, secrets: Client[SecretsManagerClient], config: RotationConfig) -> None:
         self.secrets = secrets
         self.config = config
 
@@ -34,11 +38,10 @@ class LocalBackend:
         private = await asyncio.to_thread(generate, self.config.key_spec)  # RSA generation takes a while
         secret = private_jwk(private, self.config.alg)
         public = {name: secret[name] for name in PUBLIC_MEMBERS if name in secret}
-        response = await self.secrets.call(
-            "CreateSecret", Name=f"{self.config.private_secret_prefix}/{public['kid']}",
-            SecretString=json.dumps(secret),
+        response = await self.secrets.call("CreateSecret", lambda secrets: secrets.create_secret(
+            Name=f"{self.config.private_secret_prefix}/{public['kid']}", SecretString=json.dumps(secret),
             Description=f"jwksd private signing key, version {version} of registry {self.config.table}",
-            Tags=[{"Key": "jwksd-table", "Value": self.config.table}, {"Key": "jwksd-kid", "Value": public["kid"]}])
+            Tags=[{"Key": "jwksd-table", "Value": self.config.table}, {"Key": "jwksd-kid", "Value": public["kid"]}]))
         return NewKey(str(response["ARN"]), public, store_public=True)
 
     async def public_jwk(self, record: KeyRecord) -> dict[str, Any]:
@@ -47,7 +50,8 @@ class LocalBackend:
         return check_kid(dict(record.public_jwk), record)
 
     async def sign(self, record: KeyRecord, data: bytes) -> bytes:
-        response = await self.secrets.call("GetSecretValue", SecretId=record.key_ref)
+        response = await self.secrets.call("GetSecretValue", lambda secrets: secrets.get_secret_value(
+            SecretId=record.key_ref))
         try:
             jwk = json.loads(response.get("SecretString") or "")
         except ValueError as exc:
@@ -59,8 +63,9 @@ class LocalBackend:
 
     async def destroy(self, key_ref: str, window_days: int) -> None:
         try:
-            await self.secrets.call("DeleteSecret", SecretId=key_ref, RecoveryWindowInDays=window_days)
-        except RotationError as exc:
+            await self.secrets.call("DeleteSecret", lambda secrets: secrets.delete_secret(
+                SecretId=key_ref, RecoveryWindowInDays=window_days))
+        except AwsError as exc:
             # Not found: gone already. InvalidRequest: already scheduled for deletion.
             if exc.code not in ("ResourceNotFoundException", "InvalidRequestException"):
                 raise

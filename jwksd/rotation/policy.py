@@ -10,33 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from jwksd.config import RotationConfig
-
-Status = Literal["pending", "active", "retired", "expired"]
-STATUSES: tuple[Status, ...] = ("pending", "active", "retired", "expired")
-PUBLISHED: tuple[Status, ...] = ("pending", "active", "retired")
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """One registry item: a key, where it lives, and its lifecycle times (unix seconds)."""
-
-    version: int
-    kid: str
-    status: Status
-    backend: str  # "kms" or "local"
-    key_ref: str  # the KMS key ARN, or the ARN of the secret holding the private JWK
-    alg: str
-    key_spec: str
-    created: int
-    publish_from: int
-    activated: int | None = None
-    retired: int | None = None
-    expires: int | None = None  # retired + retire_grace_s, fixed when the key retires
-    expired: int | None = None
-    public_jwk: dict[str, Any] | None = None  # local backend only; KMS keys are asked of KMS
+from jwksd.registry import KeyRecord, Status
 
 
 @dataclass(frozen=True)
@@ -99,11 +75,6 @@ def inconsistencies(records: Sequence[KeyRecord]) -> list[str]:
 def single(records: Iterable[KeyRecord], status: Status) -> KeyRecord | None:
     """The one record in ``status``, or None."""
     return next((r for r in records if r.status == status), None)
-
-
-def published(records: Iterable[KeyRecord]) -> list[KeyRecord]:
-    """The keys verifiers must trust: pending, active and retired, newest first."""
-    return sorted((r for r in records if r.status in PUBLISHED), key=lambda r: -r.version)
 
 
 def plan(records: Sequence[KeyRecord], now: int, policy: Policy) -> Plan:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jwksd.errors import RotationError
-from jwksd.rotation.backends import check_kid
+from jwksd.errors import AwsError, RotationError
+from jwksd.registry import KeyRecord, check_kid, published
 from jwksd.rotation.keyring import Keyring
-from jwksd.rotation.policy import KeyRecord, published
 
 
 async def published_jwks(ring: Keyring) -> list[dict[str, Any]]:
@@ -35,13 +34,15 @@ async def publish(ring: Keyring, secret_id: str) -> str:
         return f"nothing to publish: {ring.config.table} has no published key yet"
     document = {"keys": keys}
     kids = ",".join(key["kid"] for key in keys)
+    secrets = ring.secrets
     try:
-        current = await ring.secrets.call("GetSecretValue", SecretId=secret_id)
-    except RotationError as exc:
+        current = await secrets.call("GetSecretValue", lambda sm: sm.get_secret_value(SecretId=secret_id))
+    except AwsError as exc:
         if exc.code != "ResourceNotFoundException":
             raise
-        await ring.secrets.call("CreateSecret", Name=secret_id, SecretString=json.dumps(document),
-                                Description=f"jwksd: the published keys of registry {ring.config.table}")
+        await secrets.call("CreateSecret", lambda sm: sm.create_secret(
+            Name=secret_id, SecretString=json.dumps(document),
+            Description=f"jwksd: the published keys of registry {ring.config.table}"))
         return f"published {len(keys)} keys to new secret {secret_id}: {kids}"
     try:
         unchanged = json.loads(current.get("SecretString") or "null") == document
@@ -49,5 +50,6 @@ async def publish(ring: Keyring, secret_id: str) -> str:
         unchanged = False
     if unchanged:
         return f"unchanged: {secret_id} already holds the {len(keys)} published keys"
-    await ring.secrets.call("PutSecretValue", SecretId=secret_id, SecretString=json.dumps(document))
+    await secrets.call("PutSecretValue", lambda sm: sm.put_secret_value(SecretId=secret_id,
+                                                                        SecretString=json.dumps(document)))
     return f"published {len(keys)} keys to {secret_id}: {kids}"

@@ -16,8 +16,9 @@ import aiohttp
 import structlog
 
 from jwksd.errors import RegistryConflict, RotationError
+from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring
-from jwksd.rotation.policy import Create, Expire, KeyRecord, Plan, Promote, inconsistencies, plan, single
+from jwksd.rotation.policy import Create, Expire, Plan, Promote, inconsistencies, plan, single
 
 log = structlog.get_logger("jwksd.rotation")
 VERIFY_TIMEOUT_S = 10.0

@@ -11,19 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from jwksd import aws
 from jwksd.config import DynamoDBSourceConfig
-from jwksd.errors import RotationError, SourceError
-from jwksd.metrics import AWS_COMMON_CODES, Metrics
-from jwksd.rotation.aws import Client, open_client
-from jwksd.rotation.backends import check_kid
-from jwksd.rotation.kms import kms_public_jwk
-from jwksd.rotation.policy import KeyRecord, published
-from jwksd.rotation.registry import Registry
+from jwksd.errors import AwsError, RotationError, SourceError
+from jwksd.metrics import Metrics
+from jwksd.registry import KeyRecord, RegistryReader, check_kid, kms_public_jwk, published
+from jwksd.retry import NO_RETRIES
 from jwksd.sources import Document, Fetch
+
+if TYPE_CHECKING:
+    from types_aiobotocore_kms import KMSClient
 
 log = structlog.get_logger("jwksd.sources.dynamodb")
 
@@ -34,7 +35,8 @@ BEING_DELETED = frozenset({"KMSInvalidStateException", "NotFoundException"})
 class DynamoDBSource:
     """Reads one registry table; asks KMS only for kids it has not seen."""
 
-    def __init__(self, config: DynamoDBSourceConfig, registry: Registry, kms: Client, stack: AsyncExitStack) -> None:
+    def __init__(self, config: DynamoDBSourceConfig, registry: RegistryReader, kms: aws.Client[KMSClient],
+                 stack: AsyncExitStack) -> None:
         self.name = config.name
         self.config = config
         self.registry = registry
@@ -45,29 +47,25 @@ class DynamoDBSource:
     @classmethod
     async def open(cls, config: DynamoDBSourceConfig, metrics: Metrics) -> DynamoDBSource:
         """Create the DynamoDB and KMS clients once; one attempt per call, the refresh loop retries."""
-        for operation in OPERATIONS:
-            for code in AWS_COMMON_CODES:
-                metrics.aws_calls.labels(operation, code)
-
-        def count(operation: str, code: str) -> None:
-            metrics.aws_calls.labels(operation, code).inc()
-
+        count = aws.call_counter(metrics, OPERATIONS)
         stack = AsyncExitStack()
         try:
-            clients = [await open_client(stack, service, region=config.region, endpoint_url=endpoint,
-                                         connect_timeout_s=config.connect_timeout_s,
-                                         read_timeout_s=config.read_timeout_s, attempts=1, on_call=count)
-                       for service, endpoint in (("dynamodb", config.endpoint_url), ("kms", config.kms_endpoint_url))]
-        except RotationError as exc:
+            dynamodb = await aws.dynamodb(stack, cls._endpoint(config, config.endpoint_url), NO_RETRIES, count)
+            kms = await aws.kms(stack, cls._endpoint(config, config.kms_endpoint_url), NO_RETRIES, count)
+        except AwsError as exc:
             await stack.aclose()
             raise SourceError(exc.code, exc.message, retryable=False) from exc
-        return cls(config, Registry(clients[0], config.table), clients[1], stack)
+        return cls(config, RegistryReader(dynamodb, config.table), kms, stack)
+
+    @staticmethod
+    def _endpoint(config: DynamoDBSourceConfig, url: str | None) -> aws.Endpoint:
+        return aws.Endpoint(config.region, url, config.connect_timeout_s, config.read_timeout_s)
 
     async def fetch(self) -> Fetch:
         try:
             records = published(await self.registry.records())
             keys = [jwk for jwk in [await self._jwk(record) for record in records] if jwk is not None]
-        except RotationError as exc:
+        except (AwsError, RotationError) as exc:
             raise SourceError(exc.code, f"{self.config.table}: {exc.message}", retryable=exc.retryable) from exc
         self._public = {kid: jwk for kid, jwk in self._public.items() if any(r.kid == kid for r in records)}
         content = json.dumps({"keys": keys}).encode()
@@ -81,7 +79,7 @@ class DynamoDBSource:
         if record.kid not in self._public:
             try:
                 jwk = await kms_public_jwk(self._kms, record.key_ref, record.alg)
-            except RotationError as exc:
+            except AwsError as exc:
                 if record.status == "retired" and exc.code in BEING_DELETED:
                     log.warning("retired_key_unavailable", version=record.version, kid=record.kid, code=exc.code)
                     return None

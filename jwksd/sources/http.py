@@ -20,8 +20,8 @@ from jwksd import __version__
 from jwksd.config import HttpSourceConfig
 from jwksd.errors import SourceError
 from jwksd.metrics import UPSTREAM_RESULTS, Metrics
+from jwksd.retry import with_retries
 from jwksd.sources import Document, Fetch
-from jwksd.sources.retry import with_retries
 
 log = structlog.get_logger("jwksd.sources.http")
 
