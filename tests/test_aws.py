@@ -74,7 +74,7 @@ class Calls(list[tuple[str, str]]):
 
 
 async def call(service: str, endpoint: str, name: str, *, retries: Any = NO_RETRIES, on_call: Any = None,
-               region: str | None = REGION, connect_timeout_s: float = 1.0, read_timeout_s: float = 1.0) -> Any:
+               region: str | None = REGION, connect_timeout_s: float = 5.0, read_timeout_s: float = 10.0) -> Any:
     """One operation of ``service`` on resource ``name`` through a client of its own."""
     opener, operation, request, _ = SERVICES[service]
     async with AsyncExitStack() as stack:
