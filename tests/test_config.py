@@ -16,16 +16,9 @@ from jwksd.config import (
     load_validation_config,
 )
 from jwksd.errors import ConfigError
+from tests.config_helpers import problems
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "jwksd.example.toml"
-
-
-def problems(text: str, tmp_path: Path, environ: dict[str, str] | None = None) -> list[str]:
-    path = tmp_path / "jwksd.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path, environ or {})
-    return info.value.problems
 
 
 def test_example_config_loads() -> None:

@@ -7,18 +7,15 @@ from pathlib import Path
 import pytest
 
 from jwksd.config import load_config
-from jwksd.errors import ConfigError
+from tests.config_helpers import problems as config_problems
 
 SOURCE = '[source]\nsecret_id = "s"\n'
 HTTPS = ("an https:// URL with a host, optionally a path, no query, fragment or user name")
 
 
 def problems(text: str, tmp_path: Path, environ: dict[str, str] | None = None) -> list[str]:
-    path = tmp_path / "jwksd.toml"
-    path.write_text(SOURCE + text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path, environ or {})
-    return info.value.problems
+    """The problems of ``text`` after a valid [source]."""
+    return config_problems(SOURCE + text, tmp_path, environ)
 
 
 def test_issuer_with_path_adds_its_jwks_path(tmp_path: Path) -> None:

@@ -9,14 +9,12 @@ import pytest
 from jwksd.__main__ import main
 from jwksd.config import DynamoDBSourceConfig, RotationConfig, load_config
 from jwksd.errors import ConfigError
+from tests.config_helpers import problems as config_problems
 
 
 def problems(text: str, tmp_path: Path) -> list[str]:
-    path = tmp_path / "jwksd.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {}, need_source=False)
-    return info.value.problems
+    """The problems of a rotator's ``text``: a file that needs no [source]."""
+    return config_problems(text, tmp_path, need_source=False)
 
 
 def test_rotator_file_needs_no_source(tmp_path: Path) -> None:
