@@ -16,15 +16,16 @@ from aiohttp import hdrs, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from jwksd.config import Config, LiveConfig
-from jwksd.errors import StateError
 from jwksd.health import Health
 from jwksd.http_cache import ConditionalGet, Representation, preflight
 from jwksd.metrics import Metrics
+from jwksd.publish import Publisher
 from jwksd.refresh import Refresher
 from jwksd.request_metrics import OTHER, RequestMetrics, add_catch_all
 from jwksd.source_set import SourceSet
-from jwksd.state import LastKnownGood, load_fallback, load_last_known_good
-from jwksd.store import Clock, Snapshot, Store, SystemClock, build_snapshot
+from jwksd.state import LastKnownGood
+from jwksd.status import RefreshStatus
+from jwksd.store import Clock, Snapshot, Store, SystemClock
 from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ REFRESHER = web.AppKey("refresher", Refresher)
 REFRESH_TASK = web.AppKey("refresh_task", asyncio.Task[None])
 LAST_KNOWN_GOOD = web.AppKey("last_known_good", LastKnownGood)
 TLS: web.AppKey[TlsRenewal] = web.AppKey("tls")  # only when the listener speaks HTTPS
+PUBLISHER = web.AppKey("publisher", Publisher)
+NO_STATUS = RefreshStatus()
 
 
 class JwksHandler:
@@ -77,29 +80,10 @@ def unavailable() -> web.Response:
 
 
 async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Rungs 3 and 4: install last-known-good, else the fallback file, before any fetch."""
-    config, store, metrics = app[CONFIG].current, app[STORE], app[METRICS]
-    fallback = load_fallback(config.state.fallback_file, config.validation) if config.state.fallback_file else None
-    lkg = None
-    if config.state.state_dir is not None:
-        try:
-            lkg = load_last_known_good(config.state.state_dir, config.validation)
-        except StateError as exc:
-            metrics.state_errors.labels("read").inc()
-            log.error("last_known_good_skipped", message=str(exc))
+    """Rungs 3 and 4: the publisher installs last-known-good, else the fallback file, before any fetch."""
+    lkg = app[PUBLISHER].restore()
     if lkg is not None:
         app[LAST_KNOWN_GOOD] = lkg  # each source's share seeds the refresher
-        for problem in lkg.skipped:
-            metrics.state_errors.labels("read").inc()
-            log.error("last_known_good_share_skipped", message=problem)
-        store.swap(build_snapshot(lkg.keyset.keys, "last-known-good", store.clock, changed_at=lkg.changed_at,
-                                  fetched_at=lkg.fetched_at))
-    elif fallback is not None:
-        store.swap(build_snapshot(fallback.keys, "fallback", store.clock))
-    if store.snapshot is not None:
-        metrics.set_serving(store.snapshot.origin)
-        metrics.keys_served.set(len(store.snapshot.kids))
-        log.info("serving_from_disk", origin=store.snapshot.origin, kids=list(store.snapshot.kids))
     yield
 
 
@@ -109,7 +93,7 @@ async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
     source_set = await SourceSet.open(live.current, app[METRICS], store.clock)
     lkg = app.get(LAST_KNOWN_GOOD)
     seed = {name: keyset.keys for name, keyset in lkg.sources.items()} if lkg else None
-    refresher = Refresher(live, source_set, store, app[METRICS], store.clock, seed=seed)
+    refresher = Refresher(live, source_set, app[PUBLISHER], app[METRICS], store.clock, seed=seed)
     app[REFRESHER] = refresher
     task = asyncio.create_task(refresher.run(), name="jwksd-refresh")
     app[REFRESH_TASK] = task
@@ -138,10 +122,11 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
                                         "max_headers": config.server.max_headers})
     store = Store(clock or SystemClock())
     app[CONFIG], app[STORE], app[METRICS] = LiveConfig(config), store, metrics
+    app[PUBLISHER] = Publisher(app[CONFIG], store, metrics, store.clock)
     metrics.track_age(store.age_s)
     metrics.set_budgets(config.refresh)
     handler = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER))
-    health = Health(app[CONFIG], store, lambda: app.get(REFRESHER),
+    health = Health(app[CONFIG], store, lambda: refresher.status if (refresher := app.get(REFRESHER)) else NO_STATUS,
                     lambda: refresher.source_set.cache if (refresher := app.get(REFRESHER)) else None,
                     lambda: app.get(REFRESH_TASK), tls=lambda: app.get(TLS))
     requests = RequestMetrics(metrics)

@@ -1,4 +1,7 @@
-"""Health: /health (what is served, from where, each source's last outcome), /healthz (liveness), /readyz."""
+"""Health: /health (what is served, from where, each source's last outcome), /healthz (liveness), /readyz.
+
+/health reads the refresh loop's frozen :class:`~jwksd.status.RefreshStatus`, never its live state.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import hdrs, web
 
 from jwksd.config import LiveConfig
-from jwksd.refresh import ErrorInfo, Refresher, SourceState
+from jwksd.status import ErrorInfo, RefreshStatus, SourceStatus
 from jwksd.store import Store
 
 if TYPE_CHECKING:
@@ -21,13 +24,13 @@ if TYPE_CHECKING:
 class Health:
     """The three health endpoints, reading the store, the refresh outcomes, the shared cache and the TLS pair."""
 
-    def __init__(self, live: LiveConfig, store: Store, refresher: Callable[[], Refresher | None],
+    def __init__(self, live: LiveConfig, store: Store, status: Callable[[], RefreshStatus],
                  shared_cache: Callable[[], SharedCache | None],
                  refresh_task: Callable[[], asyncio.Task[None] | None], *,
                  tls: Callable[[], TlsRenewal | None] = lambda: None) -> None:
         self.live = live
         self.store = store
-        self.refresher = refresher
+        self.status = status
         self.shared_cache = shared_cache
         self.refresh_task = refresh_task
         self.tls = tls
@@ -35,12 +38,9 @@ class Health:
     def document(self) -> tuple[int, dict[str, Any]]:
         """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served)."""
         config, store = self.live.current, self.store
-        refresher = self.refresher()
+        refresh = self.status()
         snapshot = store.snapshot
         source = store.served_source(config.refresh.max_age_s)
-        states = list(refresher.states.values()) if refresher else []
-        successes = [s.last_success for s in states if s.last_success is not None]
-        errors = sorted((s.last_error for s in states if s.last_error is not None), key=lambda e: e.at)
         age = store.age_s()
         if snapshot is None:
             status = "fail"
@@ -53,9 +53,9 @@ class Health:
             "source": source or "none",
             "age_s": round(age, 3),
             "kids": list(snapshot.kids) if snapshot else [],
-            "last_success": _iso(max(successes)) if successes else None,
-            "last_error": _error(errors[-1] if errors else None),
-            "sources": {s.name: _source_health(s) for s in states},
+            "last_success": _iso(refresh.last_success) if refresh.last_success is not None else None,
+            "last_error": _error(refresh.last_error),
+            "sources": {s.name: _source_health(s) for s in refresh.sources},
         }
         checks = {"jwks": check}
         shared = self.shared_cache()
@@ -93,11 +93,11 @@ class Health:
                                  headers={hdrs.CACHE_CONTROL: "no-store"})
 
 
-def _source_health(state: SourceState) -> dict[str, Any]:
+def _source_health(state: SourceStatus) -> dict[str, Any]:
     """One source's own part: warn while it fails (its last good keys stay served)."""
     return {
         "status": "warn" if state.failing else "pass",
-        "origin": "last-known-good" if state.seeded else ("fresh" if state.last_success is not None else "none"),
+        "origin": state.origin,
         "last_success": _iso(state.last_success) if state.last_success is not None else None,
         "last_error": _error(state.last_error),
     }

@@ -1,4 +1,4 @@
-"""The background refresh: fetch from every source, validate, merge, swap the snapshot, persist it.
+"""The background refresh: fetch from every source, validate, and hand each source's keys to the publisher.
 
 One task runs :meth:`Refresher.run`; it alone calls :meth:`Refresher.refresh`, so at most one
 refresh is in flight. Requests and SIGUSR1 only wake it, and a woken refresh asks every source.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -21,13 +20,13 @@ from typing import Any
 import structlog
 
 from jwksd.config import Config, LiveConfig
-from jwksd.errors import DocumentRejected, SourceError, StateError
-from jwksd.jwk import thumbprint
+from jwksd.errors import DocumentRejected, SourceError
 from jwksd.metrics import Metrics
+from jwksd.publish import Publisher, merge, same_keys
 from jwksd.source_set import SourceSet
 from jwksd.sources import Fetch, Source
-from jwksd.state import save_last_known_good
-from jwksd.store import Clock, Snapshot, Store, build_snapshot
+from jwksd.status import ErrorInfo, RefreshStatus, SourceStatus
+from jwksd.store import Clock, Store
 from jwksd.validate import KeySet, validate_document
 
 log = structlog.get_logger("jwksd.refresh")
@@ -35,15 +34,6 @@ log = structlog.get_logger("jwksd.refresh")
 DUE_SLACK_S = 0.001  # a timer may fire a hair before the due time it was set for
 
 Key = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class ErrorInfo:
-    """The last thing that went wrong with a source (no key material, no raw content)."""
-
-    code: str
-    message: str
-    at: float
 
 
 @dataclass
@@ -61,34 +51,16 @@ class SourceState:
     seeded: bool = False  # keys read back from last-known-good; the source has not delivered since start
 
 
-def key_id(key: Key) -> str:
-    """The identity used to merge sets: the kid, else the RFC 7638 thumbprint."""
-    kid = key.get("kid")
-    return str(kid) if kid is not None else "#" + thumbprint(key)
-
-
-def merge(sets: Sequence[tuple[str, Sequence[Key]]]) -> tuple[Key, ...]:
-    """Union of key sets by kid; on a conflict the earlier set wins and the conflict is logged."""
-    merged: dict[str, Key] = {}
-    origin: dict[str, str] = {}
-    for label, keys in sets:
-        for key in keys:
-            kid = key_id(key)
-            if kid not in merged:
-                merged[kid], origin[kid] = key, label
-            elif dict(merged[kid]) != dict(key):
-                log.warning("kid_conflict", kid=kid, kept=origin[kid], ignored=label)
-    return tuple(merged[kid] for kid in sorted(merged))
-
-
 class Refresher:
-    """Owns the schedule and every source's state; swaps the store's snapshot on change."""
+    """Owns the schedule and every source's state; hands what the sources delivered to the publisher."""
 
-    def __init__(self, config: LiveConfig, source_set: SourceSet, store: Store, metrics: Metrics, clock: Clock,
-                 *, rng: random.Random | None = None, seed: Mapping[str, Sequence[Key]] | None = None) -> None:
+    def __init__(self, config: LiveConfig, source_set: SourceSet, publisher: Publisher, metrics: Metrics,
+                 clock: Clock, *, rng: random.Random | None = None,
+                 seed: Mapping[str, Sequence[Key]] | None = None) -> None:
         self.live = config
         self.source_set = source_set
-        self.store = store
+        self.publisher = publisher
+        self.store: Store = publisher.store  # read only: the age, for stale-while-revalidate
         self.metrics = metrics
         self.clock = clock
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
@@ -97,10 +69,10 @@ class Refresher:
             # A source still failing after a restart keeps its share of the set from last-known-good.
             if name in self.states:
                 self.states[name].keys, self.states[name].seeded = tuple(keys), True
-        self._persisted_sources: dict[str, tuple[Key, ...]] | None = None
         self.running = False
         self.failures = 0
         self.completed = 0  # refreshes finished, for tests and health
+        self.status = self._status()  # replaced whole after each refresh: what /health reads
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
 
@@ -127,6 +99,7 @@ class Refresher:
                            for source in source_set.sources}
             self.source_set = source_set
             self.live.current = config
+            self.status = self._status()
 
     async def wait_until_served(self) -> None:
         """Wait until the store holds a valid set (at once when the ladder installed one at start)."""
@@ -182,12 +155,8 @@ class Refresher:
             outcomes = {source.name: await self._refresh_source(source) for source in due}
             ok = not any(state.failing for state in self.states.values())
             self.failures = max(state.failures for state in self.states.values())
-            self.store.failing = not ok
-            added, removed = await self._publish(confirmed=ok)
+            added, removed, served = await self.publisher.publish(self._shares(), failing=not ok)
             snapshot = self.store.snapshot
-            served = self.store.served_source(self.config.refresh.max_age_s)
-            if served is not None:
-                self.metrics.set_serving(served)  # stale while a source fails, not only fresh on a change
             fields: dict[str, Any] = {
                 "outcome": _overall(outcomes.values()), "sources": outcomes, "added": added, "removed": removed,
                 "kids": len(snapshot.kids) if snapshot else 0,
@@ -204,7 +173,25 @@ class Refresher:
             self.running = False
             async with self._done:
                 self.completed += 1
+                self.status = self._status()
                 self._done.notify_all()
+
+    def _shares(self) -> dict[str, tuple[Key, ...]] | None:
+        """Each source's last good keys; None while no source has delivered since start (the ladder's set stays).
+
+        After that, a source that has not delivered yet keeps its last-known-good share.
+        """
+        if all(state.keys is None or state.seeded for state in self.states.values()):
+            return None
+        return {state.name: state.keys for state in self.states.values() if state.keys is not None}
+
+    def _status(self) -> RefreshStatus:
+        """A frozen copy of every source's state, for readers outside the loop."""
+        return RefreshStatus(tuple(
+            SourceStatus(state.name, "last-known-good" if state.seeded else
+                         ("fresh" if state.last_success is not None else "none"),
+                         state.failing, state.last_success, state.last_error)
+            for state in self.states.values()), self.completed)
 
     async def _refresh_source(self, source: Source) -> str:
         """Fetch and validate one source; return the outcome (a metric label)."""
@@ -215,7 +202,7 @@ class Refresher:
         try:
             fetched = await source.fetch()
             keys = await asyncio.to_thread(self._validate_fetch, source.name, fetched)
-            outcome = "unchanged" if state.keys is not None and _same(keys, state.keys) else "success"
+            outcome = "unchanged" if state.keys is not None and same_keys(keys, state.keys) else "success"
             state.keys, state.version, state.seeded = keys, fetched.version, False
             state.last_success, state.failing, state.failures = self.clock.time(), False, 0
             refresh_in_s = fetched.refresh_in_s
@@ -263,68 +250,6 @@ class Refresher:
             self.metrics.keys_dropped.labels(dropped.reason).inc()
             log.warning("key_dropped", source=name, document=label, kid=dropped.kid, reason=dropped.reason,
                         detail=dropped.detail)
-
-    async def _publish(self, *, confirmed: bool = True) -> tuple[list[str], list[str]]:
-        """Swap in the union of every source's last good keys, persisting it when it changed.
-
-        Returns the kids added and removed. Until some source delivers, last-known-good or fallback
-        stays in place; after that, a source that has not delivered yet keeps its last-known-good share.
-        """
-        if all(state.keys is None or state.seeded for state in self.states.values()):
-            return [], []
-        by_source = {state.name: state.keys for state in self.states.values() if state.keys is not None}
-        keys = merge(list(by_source.items()))
-        current = self.store.snapshot
-        if current is not None and _same(current.keys, keys):
-            # Same content: keep the bytes, ETag and Last-Modified; only the confirmation time moves, and
-            # only when every source answered: a failed refresh confirms nothing, so the age keeps growing.
-            if confirmed or current.origin != "fresh":
-                self.store.swap(current.confirmed(self.clock))
-            if current.origin == "fresh":
-                if by_source != self._persisted_sources:
-                    await self._persist(current.keys, current.fetched_at, current.changed_at, by_source)
-                return [], []
-        else:
-            # Serialising and gzipping 100 RSA-4096 keys takes 5-10 ms: in a thread, so requests do not wait.
-            self.store.swap(await asyncio.to_thread(build_snapshot, keys, "fresh", self.clock,
-                                                    changed_at=_next_change(current, self.clock)))
-        snapshot = self.store.snapshot
-        assert snapshot is not None
-        before = set(current.kids) if current else set()
-        added, removed = sorted(set(snapshot.kids) - before), sorted(before - set(snapshot.kids))
-        self.metrics.kids_removed.inc(len(removed))
-        self.metrics.keys_served.set(len(snapshot.kids))
-        self.metrics.set_serving("fresh")
-        await self._persist(snapshot.keys, snapshot.fetched_at, snapshot.changed_at, by_source)
-        return added, removed
-
-    async def _persist(self, keys: tuple[Key, ...], fetched_at: float, changed_at: float,
-                       by_source: dict[str, tuple[Key, ...]]) -> None:
-        """Write the served set and each source's share, so a restart can seed every source (see state.py)."""
-        state_dir = self.config.state.state_dir
-        if state_dir is None:
-            return
-        try:
-            await asyncio.to_thread(save_last_known_good, state_dir, keys, fetched_at=fetched_at,
-                                    changed_at=changed_at, sources=by_source)
-            self._persisted_sources = dict(by_source)
-        except StateError as exc:
-            self.metrics.state_errors.labels("write").inc()
-            log.error("state_write_failed", message=str(exc))
-
-
-def _next_change(current: Snapshot | None, clock: Clock) -> float | None:
-    """Last-Modified of a new set: now, but always a later second than the set it replaces.
-
-    Otherwise a cache's If-Modified-Since would match the newer set (304) when two changes fall in
-    one second or the wall clock steps back.
-    """
-    return None if current is None else max(clock.time(), math.floor(current.changed_at) + 1.0)
-
-
-def _same(a: Sequence[Key], b: Sequence[Key]) -> bool:
-    return len(a) == len(b) and all(dict(x) == dict(y) for x, y in zip(a, b, strict=True))
-
 
 def _overall(outcomes: Any) -> str:
     """The worst outcome of a refresh across sources."""

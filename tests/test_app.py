@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,42 +175,7 @@ async def test_stale_by_age_triggers_one_revalidation(aiohttp_client: Any, secre
     assert (await get_jwks(client))[1]["X-JWKS-Source"] == "fresh"
 
 
-async def test_restart_with_aws_down_serves_last_known_good(aiohttp_client: Any, secrets: Secrets,
-                                                           tmp_path: Path) -> None:
-    """The set persisted in state_dir is served after a restart while AWS is unreachable."""
-    secret = secrets.create(jwk_set(key(0), key(1)))
-    first = await start(aiohttp_client, sm_config(secrets.endpoint, secret, state_dir=tmp_path))
-    _, headers_before, body_before = await get_jwks(first)
-    await first.close()
-    second = await start(aiohttp_client, sm_config(closed_endpoint(), secret, state_dir=tmp_path))
-    status, headers, body = await get_jwks(second)
-    assert (status, body, headers["ETag"]) == (200, body_before, headers_before["ETag"])
-    assert headers["X-JWKS-Source"] == "last-known-good"
-    assert headers["Last-Modified"] == headers_before["Last-Modified"]
-    health = await (await second.get("/health")).json()
-    assert health["status"] == "warn"
 
-
-async def test_no_state_no_aws_serves_fallback(aiohttp_client: Any, tmp_path: Path) -> None:
-    """With no last-known-good and AWS unreachable the fallback file is served."""
-    fallback = tmp_path / "fallback.json"
-    fallback.write_text(jwk_set(key(2)))
-    client = await start(aiohttp_client, sm_config(closed_endpoint(), "x", state_dir=tmp_path / "s",
-                                                   fallback=fallback))
-    status, headers, body = await get_jwks(client)
-    assert (status, kids_of(body), headers["X-JWKS-Source"]) == (200, ["key-2"], "fallback")
-    assert (await client.get("/readyz")).status == 200
-
-
-async def test_fresh_replaces_fallback_when_aws_returns(aiohttp_client: Any, secrets: Secrets,
-                                                       tmp_path: Path) -> None:
-    """Once the source delivers, the fresh set replaces the fallback."""
-    fallback = tmp_path / "fallback.json"
-    fallback.write_text(jwk_set(key(2)))
-    secret = secrets.create(jwk_set(key(0)))
-    client = await start(aiohttp_client, sm_config(secrets.endpoint, secret, fallback=fallback))
-    status, headers, body = await get_jwks(client)
-    assert (status, kids_of(body), headers["X-JWKS-Source"]) == (200, ["key-0"], "fresh")
 
 
 async def test_nothing_valid_gives_503(aiohttp_client: Any) -> None:
@@ -227,25 +191,6 @@ async def test_nothing_valid_gives_503(aiohttp_client: Any) -> None:
     assert (await health.json())["status"] == "fail"
 
 
-async def test_corrupt_state_file_is_skipped(aiohttp_client: Any, tmp_path: Path) -> None:
-    """A corrupt last-known-good file is logged, counted and skipped; the fallback is served."""
-    (tmp_path / "last-known-good.json").write_text('{"keys": [{"kty": "RSA"')
-    fallback = tmp_path / "fallback.json"
-    fallback.write_text(jwk_set(key(2)))
-    client = await start(aiohttp_client, sm_config(closed_endpoint(), "x", state_dir=tmp_path, fallback=fallback))
-    _, headers, body = await get_jwks(client)
-    assert (kids_of(body), headers["X-JWKS-Source"]) == (["key-2"], "fallback")
-    assert metric(client, "jwksd_state_errors_total", operation="read") == 1
-
-
-async def test_state_file_written_atomically_and_valid(aiohttp_client: Any, secrets: Secrets,
-                                                      tmp_path: Path) -> None:
-    """After a change the state directory holds one complete, valid file and no temp files."""
-    secret = secrets.create(jwk_set(key(0)))
-    await start(aiohttp_client, sm_config(secrets.endpoint, secret, state_dir=tmp_path))
-    assert [p.name for p in tmp_path.iterdir()] == ["last-known-good.json"]
-    document = json.loads((tmp_path / "last-known-good.json").read_text())
-    assert [k["kid"] for k in document["keys"]] == ["key-0"]
 
 
 

@@ -1,0 +1,161 @@
+"""The one writer of the served snapshot: merge the sources' keys, build the snapshot, swap it in, persist it, report.
+
+Start-up goes through here too: :meth:`Publisher.restore` installs last-known-good, else the
+fallback file (rungs 3 and 4 of the ladder), before any fetch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from jwksd.config import Config, LiveConfig
+from jwksd.errors import StateError
+from jwksd.jwk import thumbprint
+from jwksd.metrics import Metrics
+from jwksd.state import LastKnownGood, load_fallback, load_last_known_good, save_last_known_good
+from jwksd.store import Clock, Snapshot, Store, build_snapshot
+
+log = structlog.get_logger("jwksd.publish")
+
+Key = Mapping[str, Any]
+
+
+def key_id(key: Key) -> str:
+    """The identity used to merge sets: the kid, else the RFC 7638 thumbprint."""
+    kid = key.get("kid")
+    return str(kid) if kid is not None else "#" + thumbprint(key)
+
+
+def merge(sets: Sequence[tuple[str, Sequence[Key]]]) -> tuple[Key, ...]:
+    """Union of key sets by kid; on a conflict the earlier set wins and the conflict is logged."""
+    merged: dict[str, Key] = {}
+    origin: dict[str, str] = {}
+    for label, keys in sets:
+        for key in keys:
+            kid = key_id(key)
+            if kid not in merged:
+                merged[kid], origin[kid] = key, label
+            elif dict(merged[kid]) != dict(key):
+                log.warning("kid_conflict", kid=kid, kept=origin[kid], ignored=label)
+    return tuple(merged[kid] for kid in sorted(merged))
+
+
+def same_keys(a: Sequence[Key], b: Sequence[Key]) -> bool:
+    """The same keys in the same order."""
+    return len(a) == len(b) and all(dict(x) == dict(y) for x, y in zip(a, b, strict=True))
+
+
+class Publisher:
+    """Changes the store, and only it does; persists what it serves and keeps the serving metrics in step."""
+
+    def __init__(self, live: LiveConfig, store: Store, metrics: Metrics, clock: Clock) -> None:
+        self.live = live
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self._persisted_sources: dict[str, tuple[Key, ...]] | None = None
+
+    @property
+    def config(self) -> Config:
+        return self.live.current
+
+    def restore(self) -> LastKnownGood | None:
+        """Rungs 3 and 4: serve last-known-good, else the fallback file; return last-known-good (it seeds sources).
+
+        A bad fallback file raises StateError (fatal at start); a bad last-known-good is logged, counted, skipped.
+        """
+        config, store, metrics = self.config, self.store, self.metrics
+        fallback = load_fallback(config.state.fallback_file, config.validation) if config.state.fallback_file else None
+        lkg = None
+        if config.state.state_dir is not None:
+            try:
+                lkg = load_last_known_good(config.state.state_dir, config.validation)
+            except StateError as exc:
+                metrics.state_errors.labels("read").inc()
+                log.error("last_known_good_skipped", message=str(exc))
+        if lkg is not None:
+            for problem in lkg.skipped:
+                metrics.state_errors.labels("read").inc()
+                log.error("last_known_good_share_skipped", message=problem)
+            store.swap(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock, changed_at=lkg.changed_at,
+                                      fetched_at=lkg.fetched_at))
+        elif fallback is not None:
+            store.swap(build_snapshot(fallback.keys, "fallback", self.clock))
+        if store.snapshot is not None:
+            metrics.set_serving(store.snapshot.origin)
+            metrics.keys_served.set(len(store.snapshot.kids))
+            log.info("serving_from_disk", origin=store.snapshot.origin, kids=list(store.snapshot.kids))
+        return lkg
+
+    async def publish(self, shares: Mapping[str, tuple[Key, ...]] | None, *,
+                      failing: bool) -> tuple[list[str], list[str], str | None]:
+        """Serve the union of ``shares`` (each source's last good keys); persist it when it changed.
+
+        ``shares`` is None until some source has delivered since start: last-known-good or fallback stays.
+        ``failing`` marks the served set stale (a source's last refresh failed). Returns the kids added and
+        removed, and the X-JWKS-Source value now served.
+        """
+        self.store.failing = failing
+        added: list[str] = []
+        removed: list[str] = []
+        if shares is not None:
+            added, removed = await self._swap(shares, confirmed=not failing)
+        served = self.store.served_source(self.config.refresh.max_age_s)
+        if served is not None:
+            self.metrics.set_serving(served)  # stale while a source fails, not only fresh on a change
+        return added, removed, served
+
+    async def _swap(self, shares: Mapping[str, tuple[Key, ...]], *, confirmed: bool) -> tuple[list[str], list[str]]:
+        by_source = dict(shares)
+        keys = merge(list(by_source.items()))
+        current = self.store.snapshot
+        if current is not None and same_keys(current.keys, keys):
+            # Same content: keep the bytes, ETag and Last-Modified; only the confirmation time moves, and
+            # only when every source answered: a failed refresh confirms nothing, so the age keeps growing.
+            if confirmed or current.origin != "fresh":
+                self.store.swap(current.confirmed(self.clock))
+            if current.origin == "fresh":
+                if by_source != self._persisted_sources:
+                    await self._persist(current.keys, current.fetched_at, current.changed_at, by_source)
+                return [], []
+        else:
+            # Serialising and gzipping 100 RSA-4096 keys takes 5-10 ms: in a thread, so requests do not wait.
+            self.store.swap(await asyncio.to_thread(build_snapshot, keys, "fresh", self.clock,
+                                                    changed_at=_next_change(current, self.clock)))
+        snapshot = self.store.snapshot
+        assert snapshot is not None
+        before = set(current.kids) if current else set()
+        added, removed = sorted(set(snapshot.kids) - before), sorted(before - set(snapshot.kids))
+        self.metrics.kids_removed.inc(len(removed))
+        self.metrics.keys_served.set(len(snapshot.kids))
+        self.metrics.set_serving("fresh")
+        await self._persist(snapshot.keys, snapshot.fetched_at, snapshot.changed_at, by_source)
+        return added, removed
+
+    async def _persist(self, keys: tuple[Key, ...], fetched_at: float, changed_at: float,
+                       by_source: dict[str, tuple[Key, ...]]) -> None:
+        """Write the served set and each source's share, so a restart can seed every source (see state.py)."""
+        state_dir = self.config.state.state_dir
+        if state_dir is None:
+            return
+        try:
+            await asyncio.to_thread(save_last_known_good, state_dir, keys, fetched_at=fetched_at,
+                                    changed_at=changed_at, sources=by_source)
+            self._persisted_sources = dict(by_source)
+        except StateError as exc:
+            self.metrics.state_errors.labels("write").inc()
+            log.error("state_write_failed", message=str(exc))
+
+
+def _next_change(current: Snapshot | None, clock: Clock) -> float | None:
+    """Last-Modified of a new set: now, but always a later second than the set it replaces.
+
+    Otherwise a cache's If-Modified-Since would match the newer set (304) when two changes fall in
+    one second or the wall clock steps back.
+    """
+    return None if current is None else max(clock.time(), math.floor(current.changed_at) + 1.0)

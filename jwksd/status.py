@@ -1,0 +1,47 @@
+"""What the refresh loop last reported, as frozen values replaced whole: /health reads these, never its live state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+SourceOrigin = Literal["fresh", "last-known-good", "none"]
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """The last thing that went wrong with a source (no key material, no raw content)."""
+
+    code: str
+    message: str
+    at: float  # wall time
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """One source as of the last completed refresh."""
+
+    name: str
+    origin: SourceOrigin  # where its share of the served set comes from
+    failing: bool
+    last_success: float | None = None  # wall time
+    last_error: ErrorInfo | None = None
+
+
+@dataclass(frozen=True)
+class RefreshStatus:
+    """Every source's status, in config order, after ``completed`` refreshes."""
+
+    sources: tuple[SourceStatus, ...] = ()
+    completed: int = 0
+
+    @property
+    def last_success(self) -> float | None:
+        """The latest success of any source."""
+        return max((s.last_success for s in self.sources if s.last_success is not None), default=None)
+
+    @property
+    def last_error(self) -> ErrorInfo | None:
+        """The latest error of any source (a source that recovered keeps its last error)."""
+        errors = [s.last_error for s in self.sources if s.last_error is not None]
+        return max(errors, key=lambda e: e.at) if errors else None
