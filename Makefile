@@ -17,6 +17,8 @@ BENCH_DEBS ?= wrk:wrk /usr/sbin/nginx:nginx node:nodejs
 
 # Reliability (issue 7): Node.js jose as a real verifier, unshare/mount for a full or read-only state dir.
 TEST_DEBS += node:nodejs npm:npm unshare:util-linux mount:mount
+# Federation (issue 13): Debian's nginx in front of jwksd, with the shipped config/nginx/jwksd.conf.
+TEST_DEBS += /usr/sbin/nginx:nginx
 NODE_DIR   := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 FUZZ_STAMP := $(VENV)/.fuzz-installed
