@@ -136,8 +136,9 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     if config.oidc is not None:
         from jwksd.oidc import DiscoveryDocument
 
-        discovery = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER),
-                                represent=DiscoveryDocument(config.oidc).represent)
+        document = DiscoveryDocument(config.oidc)
+        app[PUBLISHER].derived.append(document.update)
+        discovery = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER), represent=document.represent)
         path = config.oidc.discovery_path
         app.router.add_get(path, requests.wrap(discovery.handle, path), allow_head=True)
         app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))

@@ -1,8 +1,8 @@
 """jwksd as an OpenID Connect issuer: the discovery document, derived from the algorithms of the served keys.
 
 Served at ``<issuer path>/.well-known/openid-configuration`` by the JWKS handler (ETag, 304, gzip,
-cache headers, CORS). The document is rebuilt only when the served set's algorithms change, so its
-ETag and Last-Modified stay put across key rotations that keep the same algorithms.
+cache headers, CORS). The publisher rebuilds it as it swaps in a new set, and only when the set's
+algorithms change, so its ETag and Last-Modified stay put across rotations with the same algorithms.
 """
 
 from __future__ import annotations
@@ -86,27 +86,27 @@ def build_discovery(config: OidcConfig, algs: tuple[str, ...], changed_at: float
 
 
 class DiscoveryDocument:
-    """The document for the snapshot being served; pass ``represent`` to the JWKS handler."""
+    """The document of the set being served: the publisher calls ``update``, the JWKS handler ``represent``."""
 
     def __init__(self, config: OidcConfig) -> None:
         self.config = config
-        self._seen: Snapshot | None = None
         self._document: Discovery | None = None
 
-    def represent(self, snapshot: Snapshot) -> Discovery:
-        """The current document, rebuilt when ``snapshot`` brings another algorithm list."""
-        document = self._document
-        if snapshot is self._seen and document is not None:
-            return document
+    def update(self, snapshot: Snapshot) -> Discovery:
+        """Rebuild the document when ``snapshot`` brings another algorithm list; return the one in force."""
         algs = signing_algs(snapshot.keys)
-        if document is None or document.algs != algs:
-            document = build_discovery(self.config, algs, snapshot.changed_at)
-            self._document = document
-            log.info("oidc_discovery_rebuilt", issuer=self.config.issuer, algs=list(algs))
-            if "RS256" not in algs:
-                # OpenID Connect Discovery 1.0 says RS256 MUST be listed; jwksd lists only what it can verify.
-                log.warning("oidc_rs256_missing", algs=list(algs),
-                            detail="no served key verifies RS256; strict OpenID Connect relying parties "
-                                   "may refuse this issuer")
-        self._seen = snapshot
+        document = self._document
+        if document is not None and document.algs == algs:
+            return document
+        document = self._document = build_discovery(self.config, algs, snapshot.changed_at)
+        log.info("oidc_discovery_rebuilt", issuer=self.config.issuer, algs=list(algs))
+        if "RS256" not in algs:
+            # OpenID Connect Discovery 1.0 says RS256 MUST be listed; jwksd lists only what it can verify.
+            log.warning("oidc_rs256_missing", algs=list(algs),
+                        detail="no served key verifies RS256; strict OpenID Connect relying parties may refuse "
+                               "this issuer")
         return document
+
+    def represent(self, snapshot: Snapshot) -> Discovery:
+        """The document in force (built from ``snapshot`` if the publisher has not installed a set yet)."""
+        return self._document if self._document is not None else self.update(snapshot)

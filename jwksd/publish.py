@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -59,6 +59,15 @@ class Publisher:
         self.metrics = metrics
         self.clock = clock
         self._persisted_sources: dict[str, tuple[Key, ...]] | None = None
+        # Documents derived from the served keys (the OpenID discovery document): told of each new content,
+        # in the same step as the swap, so no request sees the new set with a document of the old one.
+        self.derived: list[Callable[[Snapshot], object]] = []
+
+    def _install(self, snapshot: Snapshot) -> None:
+        """Swap in a snapshot with new content and rebuild what is derived from it."""
+        self.store.swap(snapshot)
+        for update in self.derived:
+            update(snapshot)
 
     @property
     def config(self) -> Config:
@@ -82,10 +91,10 @@ class Publisher:
             for problem in lkg.skipped:
                 metrics.state_errors.labels("read").inc()
                 log.error("last_known_good_share_skipped", message=problem)
-            store.swap(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock, changed_at=lkg.changed_at,
-                                      fetched_at=lkg.fetched_at))
+            self._install(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock, changed_at=lkg.changed_at,
+                                         fetched_at=lkg.fetched_at))
         elif fallback is not None:
-            store.swap(build_snapshot(fallback.keys, "fallback", self.clock))
+            self._install(build_snapshot(fallback.keys, "fallback", self.clock))
         if store.snapshot is not None:
             metrics.set_serving(store.snapshot.origin)
             metrics.keys_served.set(len(store.snapshot.kids))
@@ -125,8 +134,8 @@ class Publisher:
                 return [], []
         else:
             # Serialising and gzipping 100 RSA-4096 keys takes 5-10 ms: in a thread, so requests do not wait.
-            self.store.swap(await asyncio.to_thread(build_snapshot, keys, "fresh", self.clock,
-                                                    changed_at=_next_change(current, self.clock)))
+            self._install(await asyncio.to_thread(build_snapshot, keys, "fresh", self.clock,
+                                                  changed_at=_next_change(current, self.clock)))
         snapshot = self.store.snapshot
         assert snapshot is not None
         before = set(current.kids) if current else set()

@@ -198,3 +198,17 @@ async def test_state_file_written_atomically_and_valid(aiohttp_client: Any, secr
     assert [p.name for p in tmp_path.iterdir()] == ["last-known-good.json"]
     document = json.loads((tmp_path / "last-known-good.json").read_text())
     assert [k["kid"] for k in document["keys"]] == ["key-0"]
+
+
+async def test_derived_documents_follow_new_content_only(clock: FakeClock, tmp_path: Path) -> None:
+    """Each derived document is told of the fallback set at start and of each new set, not of confirmations."""
+    fallback = tmp_path / "fallback.json"
+    fallback.write_text(jwk_set(key(2)))
+    pub = publisher(clock, fallback=fallback)
+    told: list[tuple[str, ...]] = []
+    pub.derived.append(lambda snapshot: told.append(snapshot.kids))
+    pub.restore()
+    await pub.publish({"a": (key(0),)}, failing=False)
+    await pub.publish({"a": (key(0),)}, failing=False)
+    await pub.publish({"a": (key(0),), "b": (key(1),)}, failing=False)
+    assert told == [("key-2",), ("key-0",), ("key-0", "key-1")]
