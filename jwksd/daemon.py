@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-import ssl
 import sys
 from collections.abc import Callable
 
@@ -17,19 +16,15 @@ import structlog
 from aiohttp import web
 
 from jwksd.app import CONFIG, REFRESH_TASK, REFRESHER, STORE, TLS, make_app, make_metrics_app
-from jwksd.config import Config, Listen
+from jwksd.config import Config
 from jwksd.metrics import Metrics
 from jwksd.notify import Notifier, watchdog_loop
 from jwksd.reload import reload_config
+from jwksd.server import start_listeners
 from jwksd.tls_renewal import TlsRenewal
 
 log = structlog.get_logger("jwksd.daemon")
 SWITCH_INTERVAL_S = 0.0005
-
-
-async def _start_site(runner: web.AppRunner, listen: Listen, ssl_context: ssl.SSLContext | None = None) -> None:
-    await runner.setup()
-    await web.TCPSite(runner, listen.host, listen.port, reuse_address=True, ssl_context=ssl_context).start()
 
 
 def open_tls(config: Config, metrics: Metrics) -> TlsRenewal | None:
@@ -63,9 +58,7 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
     lifecycle = Lifecycle(app, notifier, load, tls)
     tasks: list[asyncio.Task[None]] = []
     try:
-        await _start_site(runner, config.server.listen, tls.listener if tls else None)
-        if metrics_runner is not None and config.server.metrics_listen is not None:
-            await _start_site(metrics_runner, config.server.metrics_listen)
+        await start_listeners(config.server, metrics, runner, metrics_runner, tls.listener if tls else None)
         # Everything imported and opened so far (botocore's models above all) lives as long as the
         # process: out of the collector's sight, a full collection under load costs ~1 ms, not ~100.
         gc.freeze()

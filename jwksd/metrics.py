@@ -120,6 +120,13 @@ class Metrics:
                                             "certificate in force expires (notAfter); 0 without TLS.", registry=r)
         self.tls_reloads = Counter("jwksd_tls_reloads", "TLS certificate reloads (SIGHUP or a file change) by outcome: "
                                    "applied, or rejected (the previous pair stays).", ["outcome"], registry=r)
+        self.connections_open = Gauge("jwksd_connections_open", "Client connections open, by listener.",
+                                      ["listener"], registry=r)
+        self.connections_max = Gauge("jwksd_connections_max", "server.max_connections in force, by listener.",
+                                     ["listener"], registry=r)
+        self.connections_cut = Counter("jwksd_connections_cut", "Connections the server closed or refused, by "
+                                       "listener and reason: write_timeout, capacity_evicted (a stalled one, to "
+                                       "make room), capacity_refused (503).", ["listener", "reason"], registry=r)
         self.build_info = Info("jwksd_build", "Version of jwksd and of Python.", registry=r)
         self.build_info.info({"version": __version__, "python_version": platform.python_version()})
         for source in SERVED_SOURCES:

@@ -66,6 +66,12 @@ class ServerConfig:
         env="JWKSD_TLS_KEY_FILE", restart=True, example="/etc/jwksd/tls/tls.key"))
     tls_watch_interval_s: float = field(default=5.0, metadata=about(
         "how often the TLS files are checked for a renewal", high=3600, restart=True))
+    write_timeout_s: float = field(default=5.0, metadata=about(
+        "a response the client does not take within this closes its connection", high=300,
+        env="JWKSD_WRITE_TIMEOUT_S", restart=True))
+    max_connections: int | None = field(default=None, metadata=about(
+        "open connections; unset: 1024 or what fits under the open-file limit; more than fits stops the start",
+        high=1_000_000, env="JWKSD_MAX_CONNECTIONS", restart=True, example=1024))
 
 
 @dataclass(frozen=True)
