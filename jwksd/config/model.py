@@ -236,7 +236,7 @@ class RotationConfig:
         "default: endpoint_url, AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL", kind="url",
         example="http://127.0.0.1:5000"))
     connect_timeout_s: float = field(default=5.0, metadata=about(
-        "per AWS call attempt; botocore retries throttling up to 3 attempts", high=60))
+        "per AWS call attempt; throttling, 5xx and network errors get 3 attempts", high=60))
     read_timeout_s: float = field(default=10.0, metadata=about("per AWS call attempt", high=120))
 
 
