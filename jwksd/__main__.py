@@ -16,8 +16,8 @@ from jwksd import __version__
 from jwksd.config import ValidationConfig, load_config, load_validation_config
 from jwksd.errors import ConfigError, DocumentRejected, JwksdError
 from jwksd.log import configure_logging
+from jwksd.preflight import UVLOOP_MISSING, preflight
 from jwksd.rotation.cli import add_keys_parser, run_keys
-from jwksd.tls import check_tls_files
 from jwksd.validate import validate_document
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
@@ -59,13 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(path: str | None) -> int:
-    """Load the config (exit 2 on any problem), configure logging, run until stopped."""
+    """Load the config and run the preflight (exit 2 on any problem), configure logging, run until stopped."""
     try:
         config = load_config(path)
+        warnings = preflight(config)
     except ConfigError as exc:
         print(f"jwksd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(config.log.level, config.log.format)
+    for warning in warnings:
+        structlog.get_logger("jwksd").warning("preflight_warning", problem=warning)
     from jwksd.daemon import serve as run
 
     try:
@@ -89,23 +92,27 @@ def event_loop(setting: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | 
         import uvloop
     except ImportError as exc:
         if setting == "uvloop":
-            raise ConfigError(["server.event_loop = 'uvloop': expected uvloop to be installed "
-                               "(pip install 'jwksd[uvloop]'), or 'auto' or 'asyncio'"]) from exc
+            raise ConfigError([UVLOOP_MISSING]) from exc
         return None, "asyncio"
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory, "uvloop"
 
 
 def check_config(path: str | None) -> int:
-    """Print every problem, or a one-line summary of what would run (a rotator's file needs no [source])."""
+    """Print every problem, or a one-line summary of what would run (a rotator's file needs no [source]).
+
+    A file with sources gets the preflight ``serve`` runs: exit 0 exactly when ``serve`` would start.
+    """
     try:
         config = load_config(path, need_source=False)
         if not config.sources and config.rotation is None:
             config = load_config(path)  # neither serving nor rotating: report what [source] lacks
-        check_tls_files(config.server)
+        warnings = preflight(config) if config.sources else []
     except ConfigError as exc:
         print(f"jwksd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for warning in warnings:
+        print(f"jwksd: warning: {warning}", file=sys.stderr)
     if config.sources:
         sources = ", ".join(s.name for s in config.sources)
         print(f"config ok: listen {config.server.listen}, sources {sources}, "

@@ -18,9 +18,9 @@ from aiohttp import web
 
 from jwksd.app import CONFIG, METRICS, REFRESHER
 from jwksd.config import Config
-from jwksd.errors import ConfigError, JwksdError, StateError
+from jwksd.errors import ConfigError, JwksdError
 from jwksd.log import set_level
-from jwksd.state import load_fallback
+from jwksd.preflight import preflight
 from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
 log = structlog.get_logger("jwksd.reload")
@@ -58,22 +58,13 @@ def plan(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
     return replace(new, **applied), changed, restart
 
 
-def _check(config: Config) -> None:
-    """What load_config cannot see and a restart would stop on: a fallback file that is not valid."""
-    if config.state.fallback_file is not None:
-        try:
-            load_fallback(config.state.fallback_file, config.validation)
-        except StateError as exc:
-            raise ConfigError([str(exc)]) from exc
-
-
 async def reload_config(app: web.Application, load: Callable[[], Config]) -> bool:
     """Load and apply a new config; on any problem log them all, keep the old one and return False."""
     live, metrics, refresher = app[CONFIG], app[METRICS], app[REFRESHER]
     old = live.current
     try:
         loaded = load()
-        _check(loaded)
+        warnings = preflight(loaded)  # what a restart would stop on stops the reload too
         new, changed, restart = plan(old, loaded)
         source_set = await refresher.source_set.reopen(new)
     except JwksdError as exc:  # ConfigError included
@@ -81,6 +72,8 @@ async def reload_config(app: web.Application, load: Callable[[], Config]) -> boo
         metrics.config_reloads.labels("rejected").inc()
         log.error("reload_rejected", problems=problems, detail="the running configuration stays")
         return False
+    for warning in warnings:
+        log.warning("preflight_warning", problem=warning)
     if restart:
         log.warning("reload_needs_restart", settings=restart,
                     detail="listeners, paths and the log format are set at start: restart to change them")

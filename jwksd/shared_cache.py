@@ -37,8 +37,9 @@ from aiocache.serializers import NullSerializer  # type: ignore[import-untyped]
 from redis.exceptions import RedisError
 
 from jwksd.config import SharedCacheConfig, ValidationConfig
-from jwksd.errors import ConfigError, DocumentRejected, SharedCacheError
+from jwksd.errors import DocumentRejected, SharedCacheError
 from jwksd.metrics import SHARED_CACHE_EVENTS, Metrics
+from jwksd.preflight import read_hmac_key
 from jwksd.sources import Document, Fetch, Source
 from jwksd.store import Clock
 from jwksd.validate import validate_document
@@ -46,7 +47,6 @@ from jwksd.validate import validate_document
 log = structlog.get_logger("jwksd.shared_cache")
 
 MAGIC = b"jwksd-entry-1"
-MIN_HMAC_KEY_BYTES = 32
 T = TypeVar("T")
 
 
@@ -87,16 +87,7 @@ class SharedCache:
     def open(cls, config: SharedCacheConfig, validation: ValidationConfig, metrics: Metrics,
              clock: Clock) -> SharedCache:
         """Read the HMAC key (a bad key file stops the daemon) and create the client; Redis may be down."""
-        key = None
-        if config.hmac_key_file is not None:
-            try:
-                key = config.hmac_key_file.read_bytes().strip()
-            except OSError as exc:
-                raise ConfigError([f"shared_cache.hmac_key_file = {str(config.hmac_key_file)!r}: cannot be read "
-                                   f"({exc.strerror or exc})"]) from exc
-            if len(key) < MIN_HMAC_KEY_BYTES:
-                raise ConfigError([f"shared_cache.hmac_key_file = {str(config.hmac_key_file)!r}: expected at least "
-                                   f"{MIN_HMAC_KEY_BYTES} bytes of key, found {len(key)}"])
+        key = read_hmac_key(config)  # checked by preflight before start; read here for use
         log.info("shared_cache", url=config.safe_url, namespace=config.namespace, hmac=key is not None)
         return cls(config, validation, metrics, clock, key)
 
