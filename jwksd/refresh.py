@@ -2,9 +2,8 @@
 
 One task runs :meth:`Refresher.run`; it alone calls :meth:`Refresher.refresh`, so at most one
 refresh is in flight. Requests and SIGUSR1 only wake it, and a woken refresh asks every source.
-Each source has its own schedule on the loop's monotonic clock: ``interval_s`` (or what its last
-fetch asked for, see ``Fetch.refresh_in_s``) with jitter after a success, capped backoff after a
-failure; a timer tick asks only the sources that are due.
+Each source has its own schedule on the loop's monotonic clock (see schedule.py: jitter after a
+success, capped backoff after a failure); a timer tick asks only the sources that are due.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from jwksd import schedule
 from jwksd.config import Config, LiveConfig
 from jwksd.errors import DocumentRejected, SourceError
 from jwksd.metrics import Metrics
@@ -30,8 +30,6 @@ from jwksd.store import Clock, Store
 from jwksd.validate import KeySet, validate_document
 
 log = structlog.get_logger("jwksd.refresh")
-
-DUE_SLACK_S = 0.001  # a timer may fire a hair before the due time it was set for
 
 Key = Mapping[str, Any]
 
@@ -112,7 +110,8 @@ class Refresher:
 
     def revalidate_if_stale(self) -> None:
         """Stale-while-revalidate: a read of an old set wakes the loop, unless it is busy or backing off."""
-        if not self.running and self.failures == 0 and self.store.age_s() > self.config.refresh.max_age_s:
+        if schedule.should_revalidate(self.store.age_s(), self.config.refresh.max_age_s, refreshing=self.running,
+                                      failures=self.failures):
             self._wake.set()
 
     async def wait_for_refreshes(self, count: int) -> None:
@@ -120,19 +119,9 @@ class Refresher:
         async with self._done:
             await self._done.wait_for(lambda: self.completed >= count)
 
-    def source_delay_s(self, state: SourceState, refresh_in_s: float | None = None) -> float:
-        """After a success: ``refresh_in_s`` or interval_s, ±jitter; after failures: capped backoff with jitter."""
-        refresh = self.config.refresh
-        if state.failures == 0:
-            base = refresh.interval_s if refresh_in_s is None else refresh_in_s
-            return base * self.rng.uniform(1 - refresh.jitter, 1 + refresh.jitter)
-        ceiling = min(refresh.retry_cap_s, refresh.interval_s, refresh.retry_base_s * 2 ** (state.failures - 1))
-        return self.rng.uniform(ceiling / 2, ceiling)
-
     def next_delay_s(self) -> float:
         """Seconds until the first source is due."""
-        now = asyncio.get_running_loop().time()
-        return max(0.0, min(state.due for state in self.states.values()) - now)
+        return schedule.wait_s((state.due for state in self.states.values()), asyncio.get_running_loop().time())
 
     async def run(self) -> None:
         """Refresh every source at once, then each when due or all when woken, until cancelled."""
@@ -151,7 +140,7 @@ class Refresher:
         started = time.perf_counter()
         try:
             now = asyncio.get_running_loop().time()
-            due = [s for s in self.sources if everything or self.states[s.name].due <= now + DUE_SLACK_S]
+            due = [s for s in self.sources if everything or schedule.is_due(self.states[s.name].due, now)]
             outcomes = {source.name: await self._refresh_source(source) for source in due}
             ok = not any(state.failing for state in self.states.values())
             self.failures = max(state.failures for state in self.states.values())
@@ -213,7 +202,8 @@ class Refresher:
             outcome = "rejected_document"
             self._record_error(state, exc.reason, exc.detail)
         finally:
-            state.due = asyncio.get_running_loop().time() + self.source_delay_s(state, refresh_in_s)
+            delay_s = schedule.fetch_delay_s(self.config.refresh, state.failures, self.rng, refresh_in_s)
+            state.due = asyncio.get_running_loop().time() + delay_s
             self.metrics.refreshes.labels(source.name, outcome).inc()
             self.metrics.refresh_duration.labels(source.name).observe(time.perf_counter() - started)
         return outcome
