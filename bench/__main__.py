@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import chain, contenders, report, scenarios
+from bench import chain, contenders, edge, report, scenarios
 from bench.documents import RESULTS, rsa_document, split_stages
 from bench.source import Moto, Proxy
 
@@ -107,6 +107,32 @@ def throughput(work: Path, moto: Moto, settings: Settings, loops: list[str], bef
                     "jwksd_statuses": statuses, "body_bytes": body.stat().st_size,
                     "headers": json.loads(headers.read_text()), "before": before}
     finally:
+        proxy.stop()
+
+
+def edge_pair(work: Path, moto: Moto, settings: Settings, loop: str) -> dict[str, Any]:
+    """nginx caching jwksd (config/nginx/jwksd.conf) against nginx serving jwksd's bytes from a file."""
+    proxy = Proxy(moto.endpoint).start()
+    previous, current = split_stages(rsa_document(2, 2048))
+    upstream = contenders.start_jwksd(work, name="jwksd-upstream", endpoint=proxy.endpoint,
+                                      secret_id=moto.create(previous, current), loop=loop)
+    try:
+        body, headers, etag = contenders.capture(upstream, work)
+        static = contenders.start_nginx(work, body, headers, last_modified(headers))
+        with running(static):
+            cache = edge.start_cache(work, upstream.port)
+            with running(cache):
+                before = scenarios.statuses(upstream)
+                log(f"edge: nginx caching jwksd ({loop}) against nginx serving the file, {settings.rounds} rounds")
+                cells, ratios = scenarios.matrix([(cache, static)], {"nginx-cache": etag, "nginx": etag},
+                                                 connections=settings.connections, rounds=settings.rounds,
+                                                 duration_s=settings.duration_s, progress=log)
+                after = scenarios.statuses(upstream)
+        reached = {status: after.get(status, 0) - before.get(status, 0) for status in after}
+        return {"cells": report.cells_json(cells), "ratios": report.ratios_json(ratios), "loop": loop,
+                "upstream_requests": {status: count for status, count in reached.items() if count}}
+    finally:
+        upstream.stop()
         proxy.stop()
 
 
@@ -213,6 +239,8 @@ def main() -> int:
                         help="one short round of everything (also BENCH_QUICK=1)")
     parser.add_argument("--out", type=Path, default=contenders.ROOT / "BENCHMARKS.md")
     parser.add_argument("--before", metavar="GIT_REF", help="also measure jwksd as of this commit (jwksd-before)")
+    parser.add_argument("--only", choices=["edge"],
+                        help="only this part: edge = nginx caching jwksd against nginx serving the file")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="only rewrite the tables from a saved run (bench/results/latest.json)")
     args = parser.parse_args()
@@ -223,11 +251,23 @@ def main() -> int:
     loops = ["asyncio", "uvloop"] if uvloop_installed() else ["asyncio"]
     default_loop = loops[-1]  # what `event_loop = "auto"` picks here
     started = time.monotonic()
+    results: dict[str, Any] = {"settings": asdict(settings), "quick": args.quick, "loops": loops,
+                               "machine": report.machine()}
+    if args.only == "edge":
+        moto = Moto()
+        try:
+            with tempfile.TemporaryDirectory(prefix="jwksd-bench-") as tmp:
+                results["edge"] = edge_pair(Path(tmp), moto, settings, default_loop)
+        finally:
+            moto.stop()
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "latest-edge.json").write_text(json.dumps(results, indent=1))
+        report.write(args.out, results)
+        log(f"done; wrote the edge section of {args.out}")
+        return 0
     log("documents: 2 RSA-2048 keys to serve; 100 RSA-4096 keys to validate (generated once, cached)")
     rsa_document(2, 2048)
     rsa_document(100, 4096)
-    results: dict[str, Any] = {"settings": asdict(settings), "quick": args.quick, "loops": loops,
-                               "machine": report.machine()}
     results["validation"] = {label: scenarios.validation_speed(rsa_document(count, bits), seconds=settings.validate_s)
                              for label, count, bits in (("1 RSA-2048 key", 1, 2048), ("100 RSA-4096 keys", 100, 4096))}
     moto = Moto()
@@ -245,6 +285,7 @@ def main() -> int:
                 ready_proxy.stop()
             results["chain"] = handler_chain(work, settings, args.before)
             results["throughput"] = throughput(work, moto, settings, loops, args.before)
+            results["edge"] = edge_pair(work, moto, settings, default_loop)
             results["degraded"] = degraded(work, moto, settings, default_loop)
             results["soak"] = memory_and_calls(work, moto, settings, default_loop)
     finally:

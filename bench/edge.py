@@ -1,5 +1,8 @@
 """nginx from the shipped config/nginx/jwksd.conf, caching a jwksd on loopback (tests/test_nginx.py and the bench).
 
+The bench's pair "nginx caching jwksd" against "nginx serving the same file" starts here
+(``start_cache``) and is written to its own block of BENCHMARKS.md (``render_section``).
+
 ``render`` swaps only the deployment's own values (listen address, upstream, certificate paths,
 cache directory, optionally the rate limit) and checks that each one it swaps is in the file, so a
 change to the shipped config that the tests no longer cover fails loudly instead of going untested.
@@ -10,8 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.contenders import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "config" / "nginx" / "jwksd.conf"
@@ -88,3 +96,45 @@ def spawn(edge: Edge) -> subprocess.Popen[bytes]:
         return subprocess.Popen([nginx_binary(), "-p", str(edge.prefix), "-e", str(edge.prefix / "error.log"),
                                  "-c", str(edge.config)], stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+
+
+def start_cache(workdir: Path, upstream_port: int) -> Server:
+    """The bench's "nginx-cache": the shipped config in plain HTTP, its rate limit raised out of the way."""
+    from bench.contenders import Server, free_port, wait_until
+
+    edge = render(workdir / "nginx-cache", port=free_port(), upstream_port=upstream_port, rate="1000000r/s",
+                  burst=1000000)
+    server = Server("nginx-cache", edge.port, spawn(edge), workdir)
+    wait_until(server.url, process=server.process)  # the first request fills the cache
+    return server
+
+
+BEGIN = "<!-- bench:edge:begin: written by `make bench` (or BENCH_ARGS='--only edge'); edit outside -->"
+END = "<!-- bench:edge:end -->"
+
+
+def render_section(results: Mapping[str, Any]) -> str:
+    """The BENCHMARKS.md block of the edge pair: req/s of each and the ratio, per status and connection count."""
+    e = results["edge"]
+    cells = {(row["contender"], row["status"], row["connections"]): row for row in e["cells"]}
+    ratios = {(row["status"], row["connections"]): row for row in e["ratios"]}
+    m = results["machine"]
+    out = [BEGIN, "", "## nginx in front: caching jwksd against serving the file", "",
+           f"Measured {m['date']} ({'quick' if results['quick'] else 'full'} settings: "
+           f"{results['settings']['rounds']} round(s) of {results['settings']['duration_s']:g} s per cell), "
+           f"{m['nginx']}, one worker each. *nginx-cache* is `config/nginx/jwksd.conf` (TLS left out, the rate "
+           f"limit raised out of the way) caching a jwksd ({e['loop']}); *nginx* serves the same bytes and headers "
+           "from a file. The two run back to back, order alternating; the ratio is the median of the pairs'. "
+           "Requests that reached jwksd during the runs: "
+           + (", ".join(f"{count:.0f} answered {status}" for status, count in e["upstream_requests"].items()) or "none")
+           + ".", "",
+           "| status | connections | nginx-cache req/s | nginx (file) req/s | cache ÷ file | p99 ms cache "
+           "| p99 ms file |",
+           "|---|---|---|---|---|---|---|"]
+    for status in ("200", "304"):
+        for conns in results["settings"]["connections"]:
+            cache, static = cells[("nginx-cache", status, conns)], cells[("nginx", status, conns)]
+            out.append(f"| {status} | {conns} | {cache['rps']:,.0f} | {static['rps']:,.0f} | "
+                       f"{ratios[(status, conns)]['rps']:.2f}x | {cache['p99_ms']:.2f} | {static['p99_ms']:.2f} |")
+    out += ["", END]
+    return "\n".join(out)

@@ -315,11 +315,24 @@ def _memory_table(results: Mapping[str, Any]) -> list[str]:
 
 
 def write(path: Path, results: Mapping[str, Any]) -> None:
-    """Replace the generated part of ``path`` (or create the file with a title around it)."""
-    generated = render(results)
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
-    if BEGIN not in text or END not in text:
-        text = text.rstrip("\n") + "\n\n" + BEGIN + "\n" + END + "\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(head + generated + tail)
+    """Replace the generated parts of ``path`` that ``results`` has (or create the file with a title around them).
+
+    A full run writes both blocks; ``--only edge`` only the nginx one.
+    """
+    from bench import edge
+
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if "throughput" in results:
+        text = _replace(text, BEGIN, END, render(results))
+    if "edge" in results:
+        text = _replace(text, edge.BEGIN, edge.END, edge.render_section(results))
+    path.write_text(text)
+
+
+def _replace(text: str, begin: str, end: str, generated: str) -> str:
+    """``text`` with what lies between ``begin`` and ``end`` (both included) replaced; appended when absent."""
+    if begin not in text or end not in text:
+        text = text.rstrip("\n") + "\n\n" + begin + "\n" + end + "\n"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    return head + generated + tail

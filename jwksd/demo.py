@@ -24,6 +24,7 @@ from jwksd.log import configure_logging
 
 SECRET_ID = "jwksd/demo/public-keys"  # noqa: S105 - a secret name, not a secret
 REGION = "us-east-1"
+OIDC_DEMO_VARIABLES = ("JWKSD_OIDC_ISSUER", "JWKSD_TLS_CERT_FILE", "JWKSD_TLS_KEY_FILE")
 
 
 def _b64(number: int) -> str:
@@ -68,11 +69,13 @@ def run_demo(port: int = 8080) -> int:
             "JWKSD_SECRET_ID": SECRET_ID, "JWKSD_REFRESH_INTERVAL_S": "30", "JWKSD_STATE_DIR": state_dir,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_REGION": REGION,
             "JWKSD_LOG_FORMAT": os.environ.get("JWKSD_LOG_FORMAT", "console"),
+            # The OIDC walk-through (docs/oidc.md) runs the demo as an issuer, over TLS if given a pair.
+            **{name: os.environ[name] for name in OIDC_DEMO_VARIABLES if os.environ.get(name)},
         })
         now = int(time.time())
         token = jwt.encode({"sub": "demo-user", "iss": "jwksd-demo", "iat": now, "exp": now + 3600},
                            private, algorithm="RS256", headers={"kid": kid})
-        url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
+        url = f"{'https' if config.server.tls_cert_file else 'http'}://127.0.0.1:{port}/.well-known/jwks.json"
         print(f"\njwksd demo\n  local Secrets Manager: {endpoint} (secret {SECRET_ID})\n"
               f"  the same moto serves KMS and DynamoDB, for the rotation walk-through (docs/rotation.md):\n"
               f"    export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo "

@@ -69,3 +69,23 @@ def test_handler_chain_measured() -> None:
 
     result = chain.run("jwksd", None, iterations=200, repeats=1)
     assert set(result) == {"200", "304"} and all(value > 0 for value in result.values())
+
+
+def test_edge_section_written_alone(tmp_path: Path) -> None:
+    """`--only edge` results replace only the nginx block of BENCHMARKS.md and keep the rest of the file."""
+    from bench import edge
+
+    cells = [{"contender": name, "status": status, "connections": 1, "rps": rps, "p99_ms": 1.5}
+             for status in ("200", "304") for name, rps in (("nginx-cache", 800.0), ("nginx", 1000.0))]
+    results = {"quick": True, "settings": {"rounds": 1, "duration_s": 1, "connections": [1]},
+               "machine": {"date": "today", "nginx": "nginx/1.22.1"},
+               "edge": {"loop": "asyncio", "cells": cells, "upstream_requests": {"200": 1},
+                        "ratios": [{"status": status, "connections": 1, "rps": 0.8} for status in ("200", "304")]}}
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text(f"# Benchmarks\n\nkept\n\n{report.BEGIN}\nmain tables\n{report.END}\n")
+    report.write(out, results)
+    text = out.read_text()
+    assert f"{report.BEGIN}\nmain tables\n{report.END}" in text and "kept" in text
+    assert "| 200 | 1 | 800 | 1,000 | 0.80x | 1.50 | 1.50 |" in text and text.rstrip().endswith(edge.END)
+    report.write(out, results)
+    assert out.read_text() == text
