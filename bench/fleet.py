@@ -47,7 +47,7 @@ class Result:
 
 def fleet_config(endpoint: str, secret: str, interval_s: float, redis_url: str | None) -> Config:
     shared = SharedCacheConfig(url=redis_url, namespace=f"bench-{uuid.uuid4().hex[:8]}", lease_s=interval_s / 2,
-                               timeout_s=0.5) if redis_url else SharedCacheConfig()
+                               timeout_s=0.5, allow_unauthenticated=True) if redis_url else SharedCacheConfig()
     return Config(
         sources=(SecretsManagerSourceConfig(secret_id=secret, endpoint_url=endpoint, region=REGION),),
         server=ServerConfig(metrics_listen=None),

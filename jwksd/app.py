@@ -90,9 +90,12 @@ async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
 async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the sources, start the one refresh task; on the way out cancel it, then close the sources in use."""
     live, store = app[CONFIG], app[STORE]
-    source_set = await SourceSet.open(live.current, app[METRICS], store.clock)
     lkg = app.get(LAST_KNOWN_GOOD)
+    source_set = await SourceSet.open(live.current, app[METRICS], store.clock,
+                                      accepted_at=lkg.accepted_at if lkg else None)
     seed = {name: keyset.keys for name, keyset in lkg.sources.items()} if lkg else None
+    if source_set.cache is not None:
+        app[PUBLISHER].accepted_at = source_set.cache.accepted
     refresher = Refresher(live, source_set, app[PUBLISHER], app[METRICS], store.clock, seed=seed)
     app[REFRESHER] = refresher
     task = asyncio.create_task(refresher.run(), name="jwksd-refresh")

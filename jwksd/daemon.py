@@ -160,7 +160,10 @@ def _alive(app: web.Application) -> bool:
 
 
 def _force_refresh(app: web.Application) -> None:
+    """SIGUSR1: refresh from the sources now, past any fresh shared cache entry."""
     refresher = app.get(REFRESHER)
     if refresher is not None:
         log.info("refresh_requested", signal="SIGUSR1")
+        if refresher.source_set.cache is not None:
+            refresher.source_set.cache.bypass()
         refresher.trigger()

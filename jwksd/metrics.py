@@ -20,7 +20,8 @@ AWS_COMMON_CODES = ("ok", "ThrottlingException", "AccessDeniedException", "Resou
                     "InternalServiceError", "timeout", "network")
 UPSTREAM_RESULTS = ("200", "304", "3xx", "4xx", "5xx", "timeout", "network")
 SHARED_CACHE_EVENTS = ("hit", "miss", "stale", "lease_acquired", "lease_waited", "lease_timeout", "write",
-                       "invalid_entry", "bad_hmac", "unavailable")
+                       "invalid_entry", "bad_hmac", "wrong_source", "too_large", "rolled_back", "bypassed",
+                       "unavailable")
 SHARED_CACHE_OPERATIONS = ("read", "lease", "write", "release")
 REQUEST_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 REFRESH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -25,6 +25,9 @@ from jwksd.state import load_fallback
 from jwksd.tls import check_tls_files
 
 MIN_HMAC_KEY_BYTES = 32
+UNAUTHENTICATED = ("shared_cache.hmac_key_file = None: expected the path of a key file (32 bytes or more, the same "
+                   "on every replica), or shared_cache.allow_unauthenticated = true to let whoever can write to "
+                   "Redis choose the keys every replica serves")
 UVLOOP_MISSING = ("server.event_loop = 'uvloop': expected uvloop to be installed (pip install 'jwksd[uvloop]'), "
                   "or 'auto' or 'asyncio'")
 
@@ -41,10 +44,7 @@ def preflight(config: Config) -> list[str]:
     if config.state.state_dir is not None:
         _check_state_dir(config.state.state_dir, problems, warnings)
     if config.shared_cache.enabled:
-        try:
-            read_hmac_key(config.shared_cache)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
+        _check_shared_cache(config.shared_cache, problems, warnings)
     try:
         check_tls_files(config.server)
     except ConfigError as exc:
@@ -91,6 +91,21 @@ def _check_state_dir(path: Path, problems: list[str], warnings: list[str]) -> No
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
+
+
+def _check_shared_cache(config: SharedCacheConfig, problems: list[str], warnings: list[str]) -> None:
+    """A shared cache needs a usable HMAC key, unless allow_unauthenticated says so (warned at every start)."""
+    if config.hmac_key_file is None:
+        if not config.allow_unauthenticated:
+            problems.append(UNAUTHENTICATED)
+        else:
+            warnings.append(f"shared_cache.allow_unauthenticated = true: whoever can write to {config.safe_url} "
+                            "chooses the keys every replica serves")
+        return
+    try:
+        read_hmac_key(config)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
 
 
 def read_hmac_key(config: SharedCacheConfig) -> bytes | None:

@@ -62,6 +62,9 @@ class Publisher:
         # Documents derived from the served keys (the OpenID discovery document): told of each new content,
         # in the same step as the swap, so no request sees the new set with a document of the old one.
         self.derived: list[Callable[[Snapshot], object]] = []
+        # With the shared cache, its live map of each source's newest accepted entry time: saved with every
+        # write, so a restarted replica still refuses older entries (see shared_source.py).
+        self.accepted_at: Mapping[str, float] = {}
 
     def _install(self, snapshot: Snapshot) -> None:
         """Swap in a snapshot with new content and rebuild what is derived from it."""
@@ -154,7 +157,7 @@ class Publisher:
             return
         try:
             await asyncio.to_thread(save_last_known_good, state_dir, keys, fetched_at=fetched_at,
-                                    changed_at=changed_at, sources=by_source)
+                                    changed_at=changed_at, sources=by_source, accepted_at=dict(self.accepted_at))
             self._persisted_sources = dict(by_source)
         except StateError as exc:
             self.metrics.state_errors.labels("write").inc()

@@ -38,14 +38,19 @@ class SourceSet:
         return list(self._built.values())
 
     @classmethod
-    async def open(cls, config: Config, metrics: Metrics, clock: Clock) -> SourceSet:
-        """Open the shared cache (when configured; Redis being down is not an error), then every source."""
+    async def open(cls, config: Config, metrics: Metrics, clock: Clock,
+                   accepted_at: Mapping[str, float] | None = None) -> SourceSet:
+        """Open the shared cache (when configured; Redis being down is not an error), then every source.
+
+        ``accepted_at``: each shared source's newest accepted fetch time, from last-known-good.
+        """
         cache = None
         if config.shared_cache.enabled:
             # Imported only when configured: redis and aiocache are a third of the start-up imports.
             from jwksd.shared_cache import SharedCache
 
             cache = SharedCache.open(config.shared_cache, config.validation, metrics, clock)
+            cache.accepted.update(accepted_at or {})
         empty = cls(metrics, clock, cache, {})
         try:
             return await empty.reopen(config)
@@ -76,9 +81,13 @@ class SourceSet:
                                    max_document_bytes=config.validation.max_document_bytes)
         if self.cache is None or isinstance(source_config, FileSourceConfig):
             return source
+        from jwksd.shared_entry import source_identity
+        from jwksd.shared_source import SharedSource
+
         interval_s = config.refresh.interval_s
         max_fresh_s = source_config.max_refresh_s if isinstance(source_config, HttpSourceConfig) else interval_s
-        return self.cache.wrap(source, interval_s=interval_s, max_fresh_s=max_fresh_s)
+        return SharedSource(self.cache, source, source_identity(source_config), interval_s=interval_s,
+                            max_fresh_s=max_fresh_s, max_document_bytes=config.validation.max_document_bytes)
 
     async def close_retired(self, successor: SourceSet) -> None:
         """Close the sources (and cache) of this set that ``successor`` does not use."""

@@ -25,6 +25,7 @@ LKG_NAME = "last-known-good.json"
 META = "jwksd_last_known_good"
 LKG_MAX_BYTES = 16 * 1024 * 1024
 LKG_MAX_KEYS = 10000
+ACCEPTED_SKEW_S = 300.0  # a shared entry's time may run ahead of this host's clock by another host's skew
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class LastKnownGood:
     changed_at: float
     sources: Mapping[str, KeySet] = field(default_factory=dict)  # each source's share, when recorded
     skipped: tuple[str, ...] = ()  # problems with a source's share, which is then left out
+    accepted_at: Mapping[str, float] = field(default_factory=dict)  # each shared source's newest accepted fetch
 
 
 def lkg_path(state_dir: Path) -> Path:
@@ -44,9 +46,12 @@ def lkg_path(state_dir: Path) -> Path:
 
 
 def save_last_known_good(state_dir: Path, keys: tuple[Mapping[str, Any], ...], *, fetched_at: float,
-                         changed_at: float, sources: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> None:
+                         changed_at: float, sources: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+                         accepted_at: Mapping[str, float] | None = None) -> None:
     """Write atomically: a temp file in the same directory, fsync, rename, fsync the directory."""
     meta: dict[str, Any] = {"fetched_at": fetched_at, "changed_at": changed_at}
+    if accepted_at:
+        meta["accepted_at"] = dict(accepted_at)
     if sources is not None:
         meta["sources"] = {name: {"keys": list(share)} for name, share in sources.items()}
     document = {META: meta, "keys": list(keys)}
@@ -95,8 +100,25 @@ def load_last_known_good(state_dir: Path, validation: ValidationConfig) -> LastK
     except (ValueError, TypeError, AttributeError):
         pass  # the keys were valid; times fall back to the file's mtime
     sources, skipped = _read_shares(meta, validation)
+    accepted_at, bad_times = _read_accepted(meta, path.stat().st_mtime)
     return LastKnownGood(keyset=keyset, fetched_at=fetched_at, changed_at=changed_at, sources=sources,
-                         skipped=skipped)
+                         skipped=skipped + bad_times, accepted_at=accepted_at)
+
+
+def _read_accepted(meta: Any, written_at: float) -> tuple[dict[str, float], tuple[str, ...]]:
+    """Each shared source's newest accepted fetch time; one that is not a time before the file was written is named."""
+    times = meta.get("accepted_at") if isinstance(meta, dict) else None
+    if not isinstance(times, dict):
+        return {}, ()
+    accepted: dict[str, float] = {}
+    skipped: list[str] = []
+    for name, at in times.items():
+        if isinstance(at, int | float) and not isinstance(at, bool) and 0 < at <= written_at + ACCEPTED_SKEW_S:
+            accepted[str(name)] = float(at)
+        else:
+            skipped.append(f"source {str(name)!r}: accepted_at = {str(at)[:40]}: expected a time before the file "
+                           "was written")
+    return accepted, tuple(skipped)
 
 
 def _read_shares(meta: Any, validation: ValidationConfig) -> tuple[dict[str, KeySet], tuple[str, ...]]:

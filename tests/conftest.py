@@ -7,6 +7,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -117,3 +118,35 @@ def free_port() -> int:
 def closed_endpoint() -> str:
     """An http URL on 127.0.0.1 where nothing listens: AWS is down."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+HMAC_KEY = b"k" * 40  # the shared cache's HMAC key in tests
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real redis-server for the test module (tests/redis_server.py)."""
+    from tests.redis_server import RedisServer  # it imports this module: not at the top
+
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis(redis_server: Any) -> Any:
+    """The module's redis-server, running and empty."""
+    if not redis_server.running:
+        redis_server.start()
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server
+
+
+@pytest.fixture
+def hmac_key_file(tmp_path: Path) -> Path:
+    """A 40-byte HMAC key, newline-terminated as an editor leaves it."""
+    path = tmp_path / "hmac.key"
+    path.write_bytes(HMAC_KEY + b"\n")
+    return path

@@ -71,6 +71,11 @@ BAD = {
                          "shared_cache.hmac_key_file = '{w}/hmac.key': cannot be read (No such file or directory)"),
     "hmac key short": (shared_cache(b"short\n"),
                        "shared_cache.hmac_key_file = '{w}/hmac.key': expected at least 32 bytes of key, found 5"),
+    "shared cache without hmac key or opt-out": (lambda work: {"shared_cache": {"url": "redis://127.0.0.1:9/0"}},
+                                                 "shared_cache.hmac_key_file = None: expected the path of a key file "
+                                                 "(32 bytes or more, the same on every replica), or "
+                                                 "shared_cache.allow_unauthenticated = true to let whoever can write "
+                                                 "to Redis choose the keys every replica serves"),
     "state_dir missing": (state_dir("missing"),
                           "state.state_dir = '{w}/state': expected a directory, but it does not exist"),
     "state_dir a file": (state_dir("file"),

@@ -117,3 +117,18 @@ def test_last_known_good_may_exceed_one_documents_limits(tmp_path: Path) -> None
     save_last_known_good(tmp_path, keys, fetched_at=1.0, changed_at=1.0, sources={"a": keys[:6], "b": keys[6:]})
     loaded = load_last_known_good(tmp_path, ValidationConfig(max_keys=5, max_document_bytes=4096))
     assert loaded is not None and len(loaded.keyset.keys) == 12 and len(loaded.sources["b"].keys) == 6
+
+
+def test_accepted_fetch_times_survive_in_last_known_good(tmp_path: Path) -> None:
+    """Each shared source's newest accepted fetch time is read back; one not in the past is named and left out."""
+    save_last_known_good(tmp_path, (key(0),), fetched_at=1.0, changed_at=1.0, sources={"aws": (key(0),)},
+                         accepted_at={"aws": 1_700_000_000.5})
+    loaded = load_last_known_good(tmp_path, ValidationConfig())
+    assert loaded is not None and loaded.accepted_at == {"aws": 1_700_000_000.5}
+    data = json.loads((tmp_path / LKG_NAME).read_text())
+    data["jwksd_last_known_good"]["accepted_at"] = {"aws": 1e20, "idp": "soon", "ok": 5.0}
+    (tmp_path / LKG_NAME).write_text(json.dumps(data))
+    loaded = load_last_known_good(tmp_path, ValidationConfig())
+    assert loaded is not None and loaded.accepted_at == {"ok": 5.0}
+    assert loaded.skipped == ("source 'aws': accepted_at = 1e+20: expected a time before the file was written",
+                              "source 'idp': accepted_at = soon: expected a time before the file was written")

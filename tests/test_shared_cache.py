@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,49 +20,22 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from structlog.testing import capture_logs
 
 from jwksd.config import Config, SharedCacheConfig
 from jwksd.errors import ConfigError
 from jwksd.metrics import Metrics
 from jwksd.shared_cache import SharedCache
 from jwksd.store import SystemClock
-from tests.conftest import FakeClock, Secrets, free_port
+from tests.conftest import HMAC_KEY, FakeClock, Secrets, free_port
 from tests.counting_proxy import CountingProxy
-from tests.daemon_helpers import get_jwks, health_of, kids_of, metric, refresh_now, sm_config, start
+from tests.daemon_helpers import get_jwks, health_of, kids_of, metric, refresh_now, refresher_of, sm_config, start
 from tests.keys import jwk_set, key
 from tests.redis_server import RedisServer
 
 Client = TestClient[web.Request, web.Application]
 INTERVAL_S = 60.0
 SOURCE = "secretsmanager"
-HMAC_KEY = b"k" * 40
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server for this module."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis(redis_server: RedisServer) -> RedisServer:
-    """The module's redis-server, running and empty."""
-    if not redis_server.running:
-        redis_server.start()
-    with redis_server.client() as client:
-        client.flushall()
-    return redis_server
-
-
-@pytest.fixture
-def hmac_key_file(tmp_path: Path) -> Path:
-    """A 40-byte HMAC key, newline-terminated as an editor leaves it."""
-    path = tmp_path / "hmac.key"
-    path.write_bytes(HMAC_KEY + b"\n")
-    return path
 
 
 @pytest.fixture
@@ -80,7 +53,8 @@ def fleet_config(endpoint: str, secret: str, redis_url: str | None, *, hmac_key_
     if redis_url is None:
         return config
     return replace(config, shared_cache=SharedCacheConfig(url=redis_url, namespace=namespace, lease_s=5.0,
-                                                          hmac_key_file=hmac_key_file, timeout_s=0.5))
+                                                          hmac_key_file=hmac_key_file, timeout_s=0.5,
+                                                          allow_unauthenticated=hmac_key_file is None))
 
 
 async def start_fleet(aiohttp_client: Any, config: Config, clock: FakeClock, size: int) -> list[Client]:
@@ -93,10 +67,13 @@ async def interval_passes(fleet: list[Client], clock: FakeClock) -> None:
     await asyncio.gather(*(refresh_now(client) for client in fleet))
 
 
-def seal(payload: bytes, *, key: bytes | None, redis_key: str) -> bytes:
-    """An entry as the wire format says: magic, HMAC-SHA256 over the Redis key and payload, payload."""
-    mac = hmac.new(key, redis_key.encode() + b"\n" + payload, hashlib.sha256).hexdigest().encode() if key else b"-"
-    return b"jwksd-entry-1 " + mac + b" " + payload
+def seal(payload: bytes, *, key: bytes | None, redis_key: str, secret: str) -> bytes:
+    """An entry as the wire format says: magic, identity digest, HMAC-SHA256 over key, identity and payload."""
+    identity = f"secretsmanager\n{secret}\nAWSCURRENT".encode()
+    digest = hashlib.sha256(identity).hexdigest()[:32].encode()
+    bound = b"\n".join((b"jwksd-entry-2", redis_key.encode(), identity, payload))
+    mac = hmac.new(key, bound, hashlib.sha256).hexdigest().encode() if key else b"-"
+    return b" ".join((b"jwksd-entry-2", digest, mac, payload))
 
 
 def entry_payload(clock: FakeClock, content: bytes) -> bytes:
@@ -215,11 +192,13 @@ async def test_tampered_entry_refused_by_every_replica(aiohttp_client: Any, secr
     redis_key = f"{namespace}:entry:{SOURCE}"
     private = {**key(2, "evil"), "d": base64.urlsafe_b64encode(b"\x01" * 256).rstrip(b"=").decode()}
     evil = {
-        "bad_json": seal(b'{"source": "secretsmanager", ', key=HMAC_KEY, redis_key=redis_key),
-        "private_key": seal(entry_payload(clock, jwk_set(private).encode()), key=HMAC_KEY, redis_key=redis_key),
+        "bad_json": seal(b'{"source": "secretsmanager", ', key=HMAC_KEY, redis_key=redis_key, secret=secret),
+        "private_key": seal(entry_payload(clock, jwk_set(private).encode()), key=HMAC_KEY, redis_key=redis_key,
+                            secret=secret),
         "wrong_hmac": seal(entry_payload(clock, jwk_set(key(2, "evil")).encode()), key=b"x" * 40,
-                           redis_key=redis_key),
-        "no_hmac": seal(entry_payload(clock, jwk_set(key(2, "evil")).encode()), key=None, redis_key=redis_key),
+                           redis_key=redis_key, secret=secret),
+        "no_hmac": seal(entry_payload(clock, jwk_set(key(2, "evil")).encode()), key=None, redis_key=redis_key,
+                        secret=secret),
     }[tamper]
     event = "bad_hmac" if tamper in ("wrong_hmac", "no_hmac") else "invalid_entry"
     with redis.client() as plain:
@@ -232,19 +211,18 @@ async def test_tampered_entry_refused_by_every_replica(aiohttp_client: Any, secr
             assert metric(client, "jwksd_shared_cache_events_total", source=SOURCE, event=event) == 1
             stored = plain.get(redis_key)
             assert stored is not None and stored != evil  # replaced by the replica's own good fetch
-            assert stored.split(b" ", 2)[1] == seal(stored.split(b" ", 2)[2], key=HMAC_KEY,
-                                                   redis_key=redis_key).split(b" ", 2)[1]
+            assert stored == seal(stored.split(b" ", 3)[3], key=HMAC_KEY, redis_key=redis_key, secret=secret)
 
 
 async def test_without_hmac_whoever_writes_redis_chooses_keys(aiohttp_client: Any, secrets: Secrets,
                                                               redis: RedisServer, clock: FakeClock) -> None:
-    """Without hmac_key_file a valid entry written by anyone is served: what the README warns about."""
+    """With allow_unauthenticated and no hmac_key_file a valid entry written by anyone is served (the docs warn)."""
     secret = secrets.create(jwk_set(key(0)))
     client = await start(aiohttp_client, fleet_config(secrets.endpoint, secret, redis.url, namespace="open"),
                          clock=clock)
     with redis.client() as plain:
         plain.set(f"open:entry:{SOURCE}", seal(entry_payload(clock, jwk_set(key(2, "chosen")).encode()), key=None,
-                                               redis_key=f"open:entry:{SOURCE}"))
+                                               redis_key=f"open:entry:{SOURCE}", secret=secret))
     await refresh_now(client)
     assert kids_of((await get_jwks(client))[2]) == ["chosen"]
 
@@ -258,3 +236,50 @@ def test_short_hmac_key_is_refused(tmp_path: Path) -> None:
         SharedCache.open(config, sm_config("http://x", "s").validation, Metrics(), SystemClock())
     assert info.value.problems == [f"shared_cache.hmac_key_file = {str(key_file)!r}: expected at least 32 bytes "
                                    "of key, found 9"]
+
+
+async def test_refused_entry_is_logged_once_not_per_poll(aiohttp_client: Any, secrets: Secrets, redis: RedisServer,
+                                                         hmac_key_file: Path, clock: FakeClock) -> None:
+    """Waiting on another replica's lease meets the same bad entry at every poll: one log line, one count a refresh."""
+    secret = secrets.create(jwk_set(key(0)))
+    config = fleet_config(secrets.endpoint, secret, redis.url, hmac_key_file=hmac_key_file, namespace="once")
+    config = replace(config, shared_cache=replace(config.shared_cache, lease_s=0.5))
+    client = await start(aiohttp_client, config, clock=clock)
+    evil = seal(entry_payload(clock, jwk_set(key(2, "evil")).encode()), key=b"x" * 40,
+                redis_key=f"once:entry:{SOURCE}", secret=secret)
+    with redis.client() as plain, capture_logs() as logs:
+        for _ in range(2):
+            plain.set(f"once:lease:{SOURCE}", b"another replica", px=5000)
+            plain.set(f"once:entry:{SOURCE}", evil)
+            await refresh_now(client)
+    assert [(e["event"], e["reason"]) for e in logs if e["event"] == "shared_entry_refused"] == [
+        ("shared_entry_refused", "bad_hmac")]
+    assert metric(client, "jwksd_shared_cache_events_total", source=SOURCE, event="bad_hmac") == 2
+    assert metric(client, "jwksd_shared_cache_events_total", source=SOURCE, event="lease_timeout") == 2
+    assert kids_of((await get_jwks(client))[2]) == ["key-0"]
+
+
+async def test_replica_that_accepted_newer_refuses_a_replay(aiohttp_client: Any, secrets: Secrets,
+                                                            redis: RedisServer, hmac_key_file: Path,
+                                                            clock: FakeClock) -> None:
+    """Replicas that took the newer entry refuse the older one put back while it is still fresh by its age."""
+    secret = secrets.create(jwk_set(key(0), key(1)))
+    fleet = await start_fleet(aiohttp_client, fleet_config(secrets.endpoint, secret, redis.url,
+                                                           hmac_key_file=hmac_key_file), clock, 3)
+    with redis.client() as plain:
+        saved = plain.dump(f"fleet:entry:{SOURCE}")
+        secrets.put(secret, jwk_set(key(0)))
+        clock.advance(1)
+        cache = refresher_of(fleet[0]).source_set.cache
+        assert cache is not None
+        cache.bypass()  # what SIGUSR1 does
+        await refresh_now(fleet[0])
+        clock.advance(1)
+        for client in fleet[1:]:
+            await refresh_now(client)  # the newer entry, from Redis
+        clock.advance(1)
+        for client in fleet:
+            plain.restore(f"fleet:entry:{SOURCE}", 0, saved, replace=True)  # each refusal overwrites it
+            await refresh_now(client)
+            assert kids_of((await get_jwks(client))[2]) == ["key-0"]
+            assert metric(client, "jwksd_shared_cache_events_total", source=SOURCE, event="rolled_back") == 1

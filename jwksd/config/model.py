@@ -138,10 +138,12 @@ class SharedCacheConfig:
     lease_s: float = field(default=5.0, metadata=about(
         "one replica fetches; the others wait this long for its entry (< interval_s)", restart=True))
     hmac_key_file: Path | None = field(default=None, metadata=about(
-        "32+ bytes; without it whoever can write Redis picks the keys", restart=True,
-        example="/etc/jwksd/shared-cache.key"))
+        "32+ bytes, same on every replica; required with a url", env="JWKSD_SHARED_CACHE_HMAC_KEY_FILE",
+        restart=True, example="/etc/jwksd/shared-cache.key"))
     timeout_s: float = field(default=0.5, metadata=about(
         "every Redis operation; slower counts as down: the replica fetches directly", high=30, restart=True))
+    allow_unauthenticated: bool = field(default=False, metadata=about(
+        "true: start without hmac_key_file; whoever can write Redis picks the keys", restart=True))
 
     @property
     def enabled(self) -> bool:
