@@ -148,6 +148,8 @@ ENV_VALUES = {
     "JWKSD_STATE_DIR": ("/var/x", lambda c: c.state.state_dir == Path("/var/x")),
     "JWKSD_FALLBACK_FILE": ("/f.json", lambda c: c.state.fallback_file == Path("/f.json")),
     "JWKSD_SHARED_CACHE_URL": ("redis://127.0.0.1:6379/0", lambda c: c.shared_cache.url == "redis://127.0.0.1:6379/0"),
+    "JWKSD_SHARED_CACHE_HMAC_KEY_FILE": ("/etc/jwksd/shared-cache.key",
+                                         lambda c: c.shared_cache.hmac_key_file == Path("/etc/jwksd/shared-cache.key")),
     "JWKSD_LOG_LEVEL": ("debug", lambda c: c.log.level == "debug"),
     "JWKSD_LOG_FORMAT": ("json", lambda c: c.log.format == "json"),
     "JWKSD_OIDC_ISSUER": ("https://idp.example/a", lambda c: c.oidc.issuer == "https://idp.example/a"),
@@ -158,7 +160,8 @@ BASE = {"JWKSD_SOURCE_KIND": {"JWKSD_SOURCE_FILE": "/k.json"}, "JWKSD_SOURCE_FIL
         "JWKSD_SOURCE_URL": {"JWKSD_SOURCE_KIND": "http"}, "JWKSD_SOURCE_TABLE": {"JWKSD_SOURCE_KIND": "dynamodb"},
         # TLS needs both files: each variable is tested with the other one set.
         "JWKSD_TLS_CERT_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_KEY_FILE": "/other.key"},
-        "JWKSD_TLS_KEY_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_CERT_FILE": "/other.crt"}}
+        "JWKSD_TLS_KEY_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_CERT_FILE": "/other.crt"},
+        "JWKSD_SHARED_CACHE_URL": {"JWKSD_SECRET_ID": "s", "JWKSD_SHARED_CACHE_HMAC_KEY_FILE": "/k"}}
 
 
 @pytest.mark.parametrize("variable", sorted(env_keys()))
