@@ -171,10 +171,8 @@ def test_http_source_refresh_bounds(tmp_path: Path) -> None:
 def test_shared_cache_section(tmp_path: Path) -> None:
     """[shared_cache] is off by default, on with a redis:// URL; JWKSD_SHARED_CACHE_URL overrides it."""
     assert not load_config(None, {"JWKSD_SECRET_ID": "s"}).shared_cache.enabled
-    config = load_config(None, {"JWKSD_SECRET_ID": "s", "JWKSD_SHARED_CACHE_URL": "redis://:pw@10.0.0.5:6380/2",
-                                "JWKSD_SHARED_CACHE_HMAC_KEY_FILE": "/etc/jwksd/shared.key"})
-    assert config.shared_cache == SharedCacheConfig(url="redis://:pw@10.0.0.5:6380/2",
-                                                    hmac_key_file=Path("/etc/jwksd/shared.key"))
+    config = load_config(None, {"JWKSD_SECRET_ID": "s", "JWKSD_SHARED_CACHE_URL": "redis://:pw@10.0.0.5:6380/2"})
+    assert config.shared_cache == SharedCacheConfig(url="redis://:pw@10.0.0.5:6380/2")
     assert config.shared_cache.safe_url == "redis://10.0.0.5:6380/2"
 
 
@@ -188,7 +186,7 @@ def test_shared_cache_problems(tmp_path: Path) -> None:
         "shared_cache.ttl: unknown key",
     ]
     found = problems('[source]\nsecret_id = "s"\n[refresh]\ninterval_s = 10\n[shared_cache]\n'
-                     'url = "redis://cache:6379/0"\nlease_s = 10\nallow_unauthenticated = true\n', tmp_path)
+                     'url = "redis://cache:6379/0"\nlease_s = 10\n', tmp_path)
     assert found == ["shared_cache.lease_s = 10: expected less than refresh.interval_s (10)"]
 
 

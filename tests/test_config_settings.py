@@ -160,8 +160,7 @@ BASE = {"JWKSD_SOURCE_KIND": {"JWKSD_SOURCE_FILE": "/k.json"}, "JWKSD_SOURCE_FIL
         "JWKSD_SOURCE_URL": {"JWKSD_SOURCE_KIND": "http"}, "JWKSD_SOURCE_TABLE": {"JWKSD_SOURCE_KIND": "dynamodb"},
         # TLS needs both files: each variable is tested with the other one set.
         "JWKSD_TLS_CERT_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_KEY_FILE": "/other.key"},
-        "JWKSD_TLS_KEY_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_CERT_FILE": "/other.crt"},
-        "JWKSD_SHARED_CACHE_URL": {"JWKSD_SECRET_ID": "s", "JWKSD_SHARED_CACHE_HMAC_KEY_FILE": "/k"}}
+        "JWKSD_TLS_KEY_FILE": {"JWKSD_SECRET_ID": "s", "JWKSD_TLS_CERT_FILE": "/other.crt"}}
 
 
 @pytest.mark.parametrize("variable", sorted(env_keys()))
