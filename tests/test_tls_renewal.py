@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,6 +104,42 @@ class KeepAlive:
         return status == 200 and same and serial == self.serial
 
 
+class Hammer:
+    """New connections, one request each, on a thread until stopped: every one must get a 200."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.serials: set[int] = set()
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            connection = http.client.HTTPSConnection("localhost", self.daemon.port, timeout=5,
+                                                     context=self.daemon.tls)
+            try:
+                connection.request("GET", "/.well-known/jwks.json")
+                response = connection.getresponse()
+                response.read()
+                der = connection.sock.getpeercert(binary_form=True)
+                self.serials.add(x509.load_der_x509_certificate(der).serial_number)
+                if response.status != 200:
+                    self.failures.append(f"status {response.status}")
+            except OSError as exc:
+                self.failures.append(repr(exc))
+            finally:
+                connection.close()
+
+    def __enter__(self) -> Hammer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def test_https_policy(daemon: Daemon, pair: tuple[Path, Path, Leaf]) -> None:
     """The chain verifies against the root alone; TLS 1.1 and a cipher outside Mozilla's intermediate list fail."""
     assert served_serial(daemon) == pair[2].serial
@@ -141,7 +178,7 @@ def test_renewal_in_place_on_sighup(daemon: Daemon, ca: TestCA, pair: tuple[Path
 
 
 def test_renewal_by_symlink_swap_on_file_watch(tmp_path: Path, ca: TestCA) -> None:
-    """A symlink swap as Kubernetes and certbot make it is picked up by the file watch alone."""
+    """A symlink swap as Kubernetes and certbot make it is picked up by the file watch alone, refusing no request."""
     first, renewed = ca.issue(), ca.issue(valid_days=25)
     for name, leaf in (("v1", first), ("v2", renewed)):
         (tmp_path / name).mkdir()
@@ -149,13 +186,16 @@ def test_renewal_by_symlink_swap_on_file_watch(tmp_path: Path, ca: TestCA) -> No
     (tmp_path / "live").symlink_to("v1")
     cert, key = tmp_path / "live" / "tls.crt", tmp_path / "live" / "tls.key"
     with Daemon.from_toml(tmp_path, serving_sections(tmp_path, cert, key), tls=ca.client_context()) as daemon:
-        with KeepAlive(daemon) as held:
+        with KeepAlive(daemon) as held, Hammer(daemon) as hammer:
+            wait_until(lambda: hammer.serials, "a first connection under the first pair")
             (tmp_path / "next").symlink_to("v2")
             os.replace(tmp_path / "next", tmp_path / "live")
             event = daemon.wait_event("tls_reloaded")
             assert event["trigger"] == "file_change" and event["subject"] == "CN=localhost"
+            wait_until(lambda: renewed.serial in hammer.serials, "a new connection under the renewed pair")
             assert served_serial(daemon) == renewed.serial
             assert held.still_works() and held.serial == first.serial
+        assert hammer.failures == [] and first.serial in hammer.serials
         assert daemon.metric("jwksd_tls_reloads_total", outcome="applied") == 1
 
 
