@@ -3,6 +3,7 @@ keep-alive connections across them, and a broken renewal that keeps the old pair
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -234,3 +235,55 @@ def test_world_readable_key_stops_start(tmp_path: Path, pair: tuple[Path, Path, 
                                 timeout=60, check=False)
         assert result.returncode == 2, result.stderr
         assert expected in result.stderr
+
+
+def test_renewal_object_reports_and_recovers(tmp_path: Path, ca: TestCA, pair: tuple[Path, Path, Leaf]) -> None:
+    """In process: a refused renewal keeps the pair, counts and reports; the next good one clears the report."""
+    from jwksd.metrics import Metrics
+    from jwksd.tls_renewal import TlsRenewal
+
+    cert, key, first = pair
+    metrics = Metrics()
+    renewal = TlsRenewal(cert, key, metrics, watch_interval_s=3600)
+    in_force = renewal.pair
+    assert renewal.health()["status"] == "pass" and renewal.health()["last_error"] is None
+    key.write_bytes(ca.issue().key_pem)
+    assert renewal.reload("SIGHUP") is False
+    assert renewal.pair is in_force and renewal.health()["status"] == "warn"
+    assert renewal.health()["last_error"]["message"].endswith("the key does not match the certificate")
+    assert metrics.registry.get_sample_value("jwksd_tls_reloads_total", {"outcome": "rejected"}) == 1
+    renewed = ca.issue(valid_days=30)
+    renewed.write(cert, key)
+    assert renewal.reload("SIGHUP") is True
+    assert renewal.health()["status"] == "pass" and renewal.pair.not_after == int(renewed.not_after.timestamp())
+    assert metrics.registry.get_sample_value("jwksd_tls_certificate_expiry_timestamp_seconds") == \
+        int(renewed.not_after.timestamp())
+    assert first.serial != renewed.serial
+
+
+async def test_watch_loads_a_change_once_it_holds_still(tmp_path: Path, ca: TestCA,
+                                                        pair: tuple[Path, Path, Leaf]) -> None:
+    """In process: the watch loads rewritten files after they stay unchanged for one poll, then stays quiet."""
+    import asyncio
+
+    from jwksd.metrics import Metrics
+    from jwksd.tls_renewal import TlsRenewal
+
+    cert, key, _ = pair
+    metrics = Metrics()
+    renewal = TlsRenewal(cert, key, metrics, watch_interval_s=0.05)
+    first = renewal.pair
+    task = asyncio.create_task(renewal.watch())
+    try:
+        ca.issue().write(cert, key)
+        for _ in range(200):  # bounded: 10 s
+            if renewal.pair is not first:
+                break
+            await asyncio.sleep(0.05)
+        assert renewal.pair is not first
+        await asyncio.sleep(0.3)  # several more polls of unchanged files
+        assert metrics.registry.get_sample_value("jwksd_tls_reloads_total", {"outcome": "applied"}) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
