@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -16,6 +17,8 @@ import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+
+import yaml
 
 from jwksd.__main__ import _parser as jwksd_parser
 from jwksd.config import load_config
@@ -73,7 +76,7 @@ def jwksd_problems(argv: list[str], *, synopsis: bool) -> list[str]:
         return [f"{' '.join(words)} has no subcommand {argv[index]!r}"]
     flags = {option for action in node._actions for option in action.option_strings}
     problems = [f"{' '.join(words)} has no option {name}" for word in argv[index:]
-                if (name := word.strip("[]").split("=")[0]).startswith("-") and name not in flags]
+                if (name := word.strip("[]").split("=")[0]).startswith("-") and name != "-" and name not in flags]
     if not synopsis and not problems:
         with contextlib.redirect_stderr(io.StringIO()) as err, contextlib.redirect_stdout(io.StringIO()):
             try:
@@ -120,9 +123,8 @@ def _commands(text: str) -> Iterator[tuple[int, list[str]]]:
                 command.append(token)
 
 
-def command_problems(doc: Document) -> list[str]:
-    """Every make, jwksd and python -m command in shell blocks and inline code."""
-    problems = []
+def commands(doc: Document) -> Iterator[tuple[str, str, list[str], str, list[str]]]:
+    """(where, snippet kind, VAR=value prefixes, program, arguments) of each command in shell code and spans."""
     for snippet in doc.snippets:
         if snippet.kind not in SHELLS and snippet.kind != "span":
             continue
@@ -130,22 +132,41 @@ def command_problems(doc: Document) -> list[str]:
             assignments = []
             while words and re.match(r"^[A-Za-z_]\w*=", words[0]):
                 assignments.append(words.pop(0))
-            if not words or (snippet.kind == "span" and offset == 0 and snippet.text.split()[0] != words[0]):
-                continue
-            where, program, argv = doc.where(snippet.line + offset), words[0], words[1:]
-            found: list[str] = []
-            if program == "jwksd" or program.endswith("/jwksd"):
-                synopsis = snippet.kind == "span" or any(mark in " ".join(argv) for mark in ("[", "|", "..."))
-                found = jwksd_problems(argv, synopsis=synopsis)
-            elif program == "make":
-                found = make_problems(argv, assignments)
-            elif re.match(r"^(.*/)?python3?(\.\d+)?$", program) and argv[:1] == ["-m"] and len(argv) > 1:
-                module = argv[1]
-                if module.split(".")[0] in {"jwksd", "bench", "tests", "fuzz"} and not _module_exists(module):
-                    found = [f"python -m {module}: no such module"]
-            problems += [f"{where}: {problem}" for problem in found]
-            problems += [f"{where}: {problem}" for word in argv for problem in path_problems(word)]
+            if words and not (snippet.kind == "span" and offset == 0 and snippet.text.split()[0] != words[0]):
+                yield doc.where(snippet.line + offset), snippet.kind, assignments, words[0], words[1:]
+
+
+def is_jwksd(program: str) -> bool:
+    return program == "jwksd" or program.endswith("/jwksd")
+
+
+def command_problems(doc: Document) -> list[str]:
+    """Every make, jwksd and python -m command in shell blocks and inline code."""
+    problems = []
+    for where, kind, assignments, program, argv in commands(doc):
+        found: list[str] = []
+        if is_jwksd(program):
+            synopsis = kind == "span" or any(mark in " ".join(argv) for mark in ("[", "|", "..."))
+            found = jwksd_problems(argv, synopsis=synopsis)
+        elif program == "make":
+            found = make_problems(argv, assignments)
+        elif re.match(r"^(.*/)?python3?(\.\d+)?$", program) and argv[:1] == ["-m"] and len(argv) > 1:
+            module = argv[1]
+            if module.split(".")[0] in {"jwksd", "bench", "tests", "fuzz"} and not _module_exists(module):
+                found = [f"python -m {module}: no such module"]
+        problems += [f"{where}: {problem}" for problem in found]
+        problems += [f"{where}: {problem}" for word in argv for problem in path_problems(word)]
     return problems
+
+
+def offline_commands(doc: Document) -> Iterator[tuple[str, dict[str, str], list[str]]]:
+    """``jwksd check-config`` and ``jwksd validate`` lines whose files are all in the repository: runnable here."""
+    for where, kind, assignments, program, argv in commands(doc):
+        if kind == "span" or not is_jwksd(program) or argv[:1] not in (["check-config"], ["validate"]):
+            continue
+        files = [word for word in argv[1:] if not word.startswith("-")]
+        if files and all((ROOT / word).is_file() for word in files):
+            yield where, dict(word.split("=", 1) for word in assignments), argv
 
 
 def _module_exists(module: str) -> bool:
@@ -274,4 +295,18 @@ def reference_problems(doc: Document) -> list[str]:
     for name in sorted(set(_ENV.findall(text))):
         if not re.search(rf"\b{name}\b", _environment_names()):
             problems.append(f"{doc.name}: {name} is read by nothing")
+    return problems
+
+
+def data_problems(doc: Document) -> list[str]:
+    """json blocks must be JSON, yaml blocks YAML."""
+    problems = []
+    for snippet in doc.snippets:
+        try:
+            if snippet.kind == "json":
+                json.loads(snippet.text)
+            elif snippet.kind in ("yaml", "yml"):
+                list(yaml.safe_load_all(snippet.text))
+        except (ValueError, yaml.YAMLError) as exc:
+            problems.append(f"{doc.where(snippet.line)}: not {snippet.kind}: {str(exc).splitlines()[0]}")
     return problems

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHELLS = {"sh", "bash", "shell", "console"}
+SHELLS = {"sh", "bash", "shell", "console", "", "text"}  # an unlabelled block is read as shell too
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w+-]*)")
 _SPAN = re.compile(r"(`+)((?:(?!\1).)+?)\1", re.DOTALL)
 _LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

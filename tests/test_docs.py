@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,9 @@ from jwksd.config.settings import env_keys
 from tests.docs_check import (
     command_problems,
     config_problems,
+    data_problems,
     is_unknown_setting,
+    offline_commands,
     reference_problems,
     span_path_problems,
     toml_problems,
@@ -56,7 +61,32 @@ no_such_setting = 1
 `JWKSD_LISTEN`, `JWKSD_NO_SUCH_VARIABLE`, `tests/test_docs.py::test_checker_finds_each_kind_of_mistake`,
 `::test_no_such_test`, `config/no-such.toml`, `fuzz/crashes/`, `validate.py`, `jwk*.py`, `sources/`,
 `no_such_module.py`, `no_such_package/`.
+
+```json
+{"keys": [],}
+```
+
+```yaml
+services: [app
+```
+
+```sh
+jwksd check-config --config tests/test_docs.py
+jwksd validate --json /etc/not-in-the-repository.json
+```
 """
+
+
+def run_offline(doc: Document) -> list[str]:
+    """Run the page's offline commands with only PATH, HOME and their own VAR=value; those that fail."""
+    failures = []
+    for where, assignments, argv in offline_commands(doc):
+        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"), **assignments}
+        result = subprocess.run([sys.executable, "-m", "jwksd", *argv], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60, check=False)
+        if result.returncode != 0:
+            failures.append(f"{where}: exit {result.returncode}")
+    return failures
 
 
 def synthetic() -> Document:
@@ -86,6 +116,18 @@ def test_settings_variables_and_paths_are_real(path: Path) -> None:
     """Settings and JWKSD_* variables named in the text exist, and so does every repository path."""
     doc = Document.read(path)
     assert reference_problems(doc) + span_path_problems(doc) == []
+
+
+@pytest.mark.parametrize("path", DOCS, ids=NAMES)
+def test_offline_commands_succeed(path: Path) -> None:
+    """Each check-config or validate line whose files are in the repository runs here and exits 0."""
+    assert run_offline(Document.read(path)) == []
+
+
+@pytest.mark.parametrize("path", DOCS, ids=NAMES)
+def test_json_and_yaml_blocks_parse(path: Path) -> None:
+    """Every json block is JSON and every yaml block is YAML: what a reader pastes must load."""
+    assert data_problems(Document.read(path)) == []
 
 
 def test_readme_is_a_newcomers_page() -> None:
@@ -163,4 +205,9 @@ def test_checker_finds_each_kind_of_mistake() -> None:
         "docs/synthetic.md:34: config/no-such.toml: no such file in the repository",
         "docs/synthetic.md:35: no_such_module.py: no such module in jwksd, tests, bench, fuzz",
         "docs/synthetic.md:35: no_such_package/: no such module in jwksd, tests, bench, fuzz",
+    ]
+    assert run_offline(doc) == ["docs/synthetic.md:46: exit 2"]  # the second names a file outside the repository
+    assert data_problems(doc) == [
+        "docs/synthetic.md:38: not json: Expecting property name enclosed in double quotes: line 1 column 13 (char 12)",
+        "docs/synthetic.md:42: not yaml: while parsing a flow sequence",
     ]
