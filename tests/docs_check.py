@@ -1,6 +1,6 @@
 """The code in README.md and docs/*.md, checked against the repository for tests/test_docs.py: make targets and
-variables, jwksd command lines (the real argparse parser), python -m modules, TOML snippets and settings (the
-real config reader), JWKSD_* variables and repository paths. Each check returns problems in words."""
+variables, jwksd command lines (the real argparse parser), python -m modules, repository paths, json and yaml
+blocks. Settings are tests/docs_settings.py's. Each check returns problems in words."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import json
 import re
 import shlex
 import subprocess
-import tempfile
-import tomllib
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -21,19 +19,12 @@ from pathlib import Path
 import yaml
 
 from jwksd.__main__ import _parser as jwksd_parser
-from jwksd.config import load_config
-from jwksd.errors import ConfigError
 from tests.markdown import ROOT, SHELLS, Document
 
 # Paths made by a make target, and AWS resource names that look like paths: neither is in the repository.
 NOT_IN_REPOSITORY = ("fuzz/crashes", "build/", ".venv/", "jwksd/private-keys", "jwksd/demo/")
-_ENV = re.compile(r"\bJWKSD_[A-Z0-9_]*[A-Z0-9]\b")
-_SETTING_SPAN = re.compile(r"^\[?([a-z_]+)\]?[. ]([a-z_0-9]+)(\s*=.*)?$")
-_TABLE_SPAN = re.compile(r"^\[\[?[a-z_.]+\]\]?$")
 _PATH_SPAN = re.compile(r"^[\w.-]+(?:/[\w.*#-]*)+(?:::\S+)?$|^[\w.-]+\.\w+(?:::\S+)?$")
-FILE_SUFFIXES = {"py", "md", "toml", "json", "yml", "yaml", "cfg", "txt"}  # shared_cache.py is a module
 CODE_DIRS = ("jwksd", "tests", "bench", "fuzz")
-SOURCE_KINDS = ("secretsmanager", "file", "http", "dynamodb")
 
 
 @cache
@@ -213,89 +204,6 @@ def span_path_problems(doc: Document) -> list[str]:
     last: list[Path] = []
     return [f"{doc.where(snippet.line)}: {problem}" for snippet in doc.snippets if snippet.kind == "span"
             for problem in path_problems(snippet.text, last)]
-
-
-def _uncomment(text: str) -> str:
-    """Commented-out settings (``# key = value``, ``# [table]``, several per line) as live TOML."""
-    lines = []
-    for line in text.splitlines():
-        body = line.strip().removeprefix("#").strip()
-        if line.strip().startswith("#") and (re.match(r"^[a-z_0-9]+\s*=", body) or re.match(r"^\[[\w.]+\]", body)):
-            lines.extend(re.split(r",\s*(?=[a-z_0-9]+\s*=)", body))
-        else:
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def is_unknown_setting(problem: str) -> bool:
-    """A config problem that says a key or section is not a setting (test_docs proves this recognises one)."""
-    return problem.endswith(("unknown key", "unknown section"))
-
-
-def config_problems(text: str, *, environ: dict[str, str] | None = None) -> list[str]:
-    """What load_config says about a TOML text, as written and with its commented-out settings live."""
-    problems = []
-    for variant in dict.fromkeys((text, _uncomment(text))):
-        try:
-            tomllib.loads(variant)
-        except tomllib.TOMLDecodeError as exc:
-            problems.append(f"not TOML: {exc}")
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp, "jwksd.toml")
-            path.write_text(variant)
-            try:
-                load_config(path, environ or {}, need_source=False)
-            except ConfigError as exc:
-                problems += exc.problems
-    return list(dict.fromkeys(problems))
-
-
-def toml_problems(doc: Document) -> list[str]:
-    """Every TOML snippet (fenced or a heredoc) loads with no problem, commented-out settings included."""
-    return [f"{doc.where(snippet.line)}: {problem}" for snippet in doc.snippets if snippet.kind == "toml"
-            for problem in config_problems(snippet.text)]
-
-
-@cache
-def config_sections() -> frozenset[str]:
-    """The tables of config/jwksd.example.toml (which a config test holds to the declarations), and [[sources]]."""
-    return frozenset({*tomllib.loads((ROOT / "config" / "jwksd.example.toml").read_text()), "source", "sources"})
-
-
-def setting_problems(section: str, key: str, value: str | None) -> list[str]:
-    """``section.key`` must be a setting: the config reader does not call it unknown (for any source kind)."""
-    assignment = f"{key} = {value if value else '0'}"
-    kinds = SOURCE_KINDS if section == "source" else ("",)
-    verdicts = [[p for p in config_problems(f"[{section}]\n" + (f'kind = "{kind}"\n' if kind else "") + assignment)
-                 if is_unknown_setting(p)] for kind in kinds]
-    return [] if any(not verdict for verdict in verdicts) else [f"{section}.{key} is not a setting"]
-
-
-@cache
-def _environment_names() -> str:
-    """Where a JWKSD_* variable is declared: the config package and the example config that mirrors it."""
-    files = [ROOT / "config" / "jwksd.example.toml", *(ROOT / "jwksd").rglob("*.py")]
-    return "\n".join(path.read_text() for path in files)
-
-
-def reference_problems(doc: Document) -> list[str]:
-    """Settings named in inline code (``refresh.interval_s``, ``[validation] max_keys``) and every JWKSD_* name."""
-    problems = []
-    for snippet in doc.snippets:
-        if snippet.kind == "span" and _TABLE_SPAN.match(snippet.text):
-            found = [p for p in config_problems(snippet.text) if is_unknown_setting(p)]
-        elif snippet.kind == "span" and (match := _SETTING_SPAN.match(snippet.text)) \
-                and match.group(1) in config_sections() and match.group(2) not in FILE_SUFFIXES:
-            found = setting_problems(match.group(1), match.group(2), (match.group(3) or "").strip(" =") or None)
-        else:
-            found = []
-        problems += [f"{doc.where(snippet.line)}: {problem}" for problem in found]
-    text = doc.prose + "\n".join(snippet.text for snippet in doc.snippets)
-    for name in sorted(set(_ENV.findall(text))):
-        if not re.search(rf"\b{name}\b", _environment_names()):
-            problems.append(f"{doc.name}: {name} is read by nothing")
-    return problems
 
 
 def data_problems(doc: Document) -> list[str]:

@@ -11,16 +11,8 @@ from pathlib import Path
 import pytest
 
 from jwksd.config.settings import env_keys
-from tests.docs_check import (
-    command_problems,
-    config_problems,
-    data_problems,
-    is_unknown_setting,
-    offline_commands,
-    reference_problems,
-    span_path_problems,
-    toml_problems,
-)
+from tests.docs_check import command_problems, data_problems, offline_commands, span_path_problems
+from tests.docs_settings import config_problems, is_unknown_setting, reference_problems, toml_problems
 from tests.markdown import ROOT, Document, link_problems, slug
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
