@@ -81,7 +81,7 @@ def unavailable() -> web.Response:
 
 async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
     """Rungs 3 and 4: the publisher installs last-known-good, else the fallback file, before any fetch."""
-    lkg = app[PUBLISHER].restore()
+    lkg = await app[PUBLISHER].restore()
     if lkg is not None:
         app[LAST_KNOWN_GOOD] = lkg  # each source's share seeds the refresher
     yield

@@ -17,7 +17,7 @@ from jwksd.config import Config, LiveConfig
 from jwksd.errors import StateError
 from jwksd.jwk import thumbprint
 from jwksd.metrics import Metrics
-from jwksd.state import LastKnownGood, load_fallback, load_last_known_good, save_last_known_good
+from jwksd.state import LastKnownGood, read_fallback, read_last_known_good, save_last_known_good
 from jwksd.store import Clock, Snapshot, Store, build_snapshot
 
 log = structlog.get_logger("jwksd.publish")
@@ -66,27 +66,38 @@ class Publisher:
         # write, so a restarted replica still refuses older entries (see shared_source.py).
         self.accepted_at: Mapping[str, float] = {}
 
-    def _install(self, snapshot: Snapshot) -> None:
-        """Swap in a snapshot with new content and rebuild what is derived from it."""
+    def _install(self, snapshot: Snapshot) -> bool:
+        """Swap in a snapshot with new content and rebuild what is derived from it; False when it cannot be served.
+
+        A snapshot whose response cannot be built is never installed: it would make every request a 500
+        while /readyz said 200. The caller counts the refusal; the set served before stays.
+        """
+        problem = unservable(snapshot)
+        if problem is not None:
+            log.error("snapshot_refused", origin=snapshot.origin, kids=list(snapshot.kids), problem=problem)
+            return False
         self.store.swap(snapshot)
         for update in self.derived:
             update(snapshot)
+        return True
 
     @property
     def config(self) -> Config:
         return self.live.current
 
-    def restore(self) -> LastKnownGood | None:
+    async def restore(self) -> LastKnownGood | None:
         """Rungs 3 and 4: serve last-known-good, else the fallback file; return last-known-good (it seeds sources).
 
         A bad fallback file raises StateError (fatal at start); a bad last-known-good is logged, counted, skipped.
+        Both are read in worker threads with a timeout: a FIFO or a hung mount must not hold the loop.
         """
         config, store, metrics = self.config, self.store, self.metrics
-        fallback = load_fallback(config.state.fallback_file, config.validation) if config.state.fallback_file else None
+        fallback_file = config.state.fallback_file
+        fallback = await read_fallback(fallback_file, config.validation) if fallback_file is not None else None
         lkg = None
         if config.state.state_dir is not None:
             try:
-                lkg = load_last_known_good(config.state.state_dir, config.validation)
+                lkg = await read_last_known_good(config.state.state_dir, config.validation, now=self.clock.time())
             except StateError as exc:
                 metrics.state_errors.labels("read").inc()
                 log.error("last_known_good_skipped", message=str(exc))
@@ -94,10 +105,13 @@ class Publisher:
             for problem in lkg.skipped:
                 metrics.state_errors.labels("read").inc()
                 log.error("last_known_good_share_skipped", message=problem)
-            self._install(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock, changed_at=lkg.changed_at,
-                                         fetched_at=lkg.fetched_at))
-        elif fallback is not None:
-            self._install(build_snapshot(fallback.keys, "fallback", self.clock))
+            if not self._install(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock,
+                                                changed_at=lkg.changed_at, fetched_at=lkg.fetched_at)):
+                metrics.state_errors.labels("read").inc()
+                lkg = None  # skipped whole, as if its times had been refused on reading
+        if lkg is None and fallback is not None and not self._install(build_snapshot(fallback.keys, "fallback",
+                                                                                     self.clock)):
+            metrics.state_errors.labels("read").inc()
         if store.snapshot is not None:
             metrics.set_serving(store.snapshot.origin)
             metrics.keys_served.set(len(store.snapshot.kids))
@@ -135,10 +149,11 @@ class Publisher:
                 if by_source != self._persisted_sources:
                     await self._persist(current.keys, current.fetched_at, current.changed_at, by_source)
                 return [], []
-        else:
-            # Serialising and gzipping 100 RSA-4096 keys takes 5-10 ms: in a thread, so requests do not wait.
-            self._install(await asyncio.to_thread(build_snapshot, keys, "fresh", self.clock,
-                                                  changed_at=_next_change(current, self.clock)))
+        # Serialising and gzipping 100 RSA-4096 keys takes 5-10 ms: in a thread, so requests do not wait.
+        elif not self._install(await asyncio.to_thread(build_snapshot, keys, "fresh", self.clock,
+                                                       changed_at=_next_change(current, self.clock))):
+            self.metrics.documents_rejected.labels("internal_error").inc()
+            return [], []
         snapshot = self.store.snapshot
         assert snapshot is not None
         before = set(current.kids) if current else set()
@@ -162,6 +177,15 @@ class Publisher:
         except StateError as exc:
             self.metrics.state_errors.labels("write").inc()
             log.error("state_write_failed", message=str(exc))
+
+
+def unservable(snapshot: Snapshot) -> str | None:
+    """Why no response can be built from ``snapshot`` (a time no HTTP date can express), or None when one can."""
+    try:
+        snapshot.last_modified  # noqa: B018 -- a cached property: formatted here once, and never fails a request
+    except (ValueError, OverflowError, OSError) as exc:
+        return f"changed_at {snapshot.changed_at!r} cannot be written as a Last-Modified date ({exc})"
+    return None
 
 
 def _next_change(current: Snapshot | None, clock: Clock) -> float | None:

@@ -9,6 +9,7 @@ invalid config changes nothing; every problem is logged.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import fields, is_dataclass, replace
 from typing import Any
@@ -19,6 +20,7 @@ from aiohttp import web
 from jwksd.app import CONFIG, METRICS, REFRESHER
 from jwksd.config import Config
 from jwksd.errors import ConfigError, JwksdError
+from jwksd.local_file import READ_TIMEOUT_S
 from jwksd.log import set_level
 from jwksd.preflight import preflight
 from jwksd.validate import DROP_REASONS, REJECT_REASONS
@@ -58,13 +60,23 @@ def plan(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
     return replace(new, **applied), changed, restart
 
 
+async def _preflight(config: Config) -> list[str]:
+    """``preflight`` off the event loop; ConfigError when it does not finish within the file-read timeout."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(preflight, config), READ_TIMEOUT_S)
+    except TimeoutError:
+        raise ConfigError([f"the files the config names were not read within {READ_TIMEOUT_S:g} s"]) from None
+
+
 async def reload_config(app: web.Application, load: Callable[[], Config]) -> bool:
     """Load and apply a new config; on any problem log them all, keep the old one and return False."""
     live, metrics, refresher = app[CONFIG], app[METRICS], app[REFRESHER]
     old = live.current
     try:
         loaded = load()
-        warnings = preflight(loaded)  # what a restart would stop on stops the reload too
+        # What a restart would stop on stops the reload too. It reads files (the fallback set, the HMAC key):
+        # in a worker thread with a timeout, so a FIFO or a hung mount never holds the loop.
+        warnings = await _preflight(loaded)
         new, changed, restart = plan(old, loaded)
         source_set = await refresher.source_set.reopen(new)
     except JwksdError as exc:  # ConfigError included

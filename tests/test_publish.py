@@ -36,7 +36,7 @@ async def test_new_set_is_swapped_persisted_and_counted(clock: FakeClock, tmp_pa
     pub = publisher(clock, state_dir=tmp_path)
     assert await pub.publish({"a": (key(1),), "b": (key(0),)}, failing=False) == (["key-0", "key-1"], [], "fresh")
     assert pub.store.snapshot is not None and pub.store.snapshot.kids == ("key-0", "key-1")
-    saved = load_last_known_good(tmp_path, ValidationConfig())
+    saved = load_last_known_good(tmp_path, ValidationConfig(), now=clock.time())
     assert saved is not None and saved.sources["a"].kids == ("key-1",) and saved.sources["b"].kids == ("key-0",)
     assert sample(pub, "jwksd_keys_served") == 2
     assert sample(pub, "jwksd_serving", source="fresh") == 1
@@ -65,7 +65,7 @@ async def test_nothing_delivered_keeps_the_ladder_set(clock: FakeClock, tmp_path
     fallback = tmp_path / "fallback.json"
     fallback.write_text(jwk_set(key(2)))
     pub = publisher(clock, fallback=fallback)
-    assert pub.restore() is None
+    assert await pub.restore() is None
     installed = pub.store.snapshot
     assert await pub.publish(None, failing=True) == ([], [], "fallback")
     assert pub.store.snapshot is installed
@@ -100,7 +100,7 @@ async def test_restore_prefers_last_known_good_to_the_fallback(clock: FakeClock,
     save_last_known_good(tmp_path, (key(0),), fetched_at=1_700_000_000.0, changed_at=1_600_000_000.0,
                          sources={"a": (key(0),)})
     pub = publisher(clock, state_dir=tmp_path, fallback=fallback)
-    lkg = pub.restore()
+    lkg = await pub.restore()
     assert lkg is not None and lkg.sources["a"].kids == ("key-0",)
     snapshot = pub.store.snapshot
     assert snapshot is not None
@@ -207,8 +207,41 @@ async def test_derived_documents_follow_new_content_only(clock: FakeClock, tmp_p
     pub = publisher(clock, fallback=fallback)
     told: list[tuple[str, ...]] = []
     pub.derived.append(lambda snapshot: told.append(snapshot.kids))
-    pub.restore()
+    await pub.restore()
     await pub.publish({"a": (key(0),)}, failing=False)
     await pub.publish({"a": (key(0),)}, failing=False)
     await pub.publish({"a": (key(0),), "b": (key(1),)}, failing=False)
     assert told == [("key-2",), ("key-0",), ("key-0", "key-1")]
+
+
+async def test_unservable_snapshot_never_installed_at_start(clock: FakeClock, tmp_path: Path) -> None:
+    """With the wall clock at 1e20, neither rung can have a Last-Modified: both are refused, logged, counted."""
+    clock.wall = 1e20  # state.py believes times up to now, so only the publisher's own check can stop these
+    fallback = tmp_path / "fallback.json"
+    fallback.write_text(jwk_set(key(2)))
+    save_last_known_good(tmp_path, (key(0),), fetched_at=1e20, changed_at=1e20)
+    pub = publisher(clock, state_dir=tmp_path, fallback=fallback)
+    with structlog.testing.capture_logs() as logs:
+        assert await pub.restore() is None
+    assert pub.store.snapshot is None  # so /readyz stays 503 and requests get 503, not 500
+    assert sample(pub, "jwksd_state_errors_total", operation="read") == 2
+    refused = [(e["event"], e["origin"], e["problem"]) for e in logs]
+    problem = "changed_at 1e+20 cannot be written as a Last-Modified date (timestamp out of range for platform time_t)"
+    assert refused == [("snapshot_refused", "last-known-good", problem), ("snapshot_refused", "fallback", problem)]
+
+
+async def test_unservable_fresh_set_keeps_the_served_one(clock: FakeClock, tmp_path: Path) -> None:
+    """A new set whose Last-Modified cannot be written (a clock gone to year 33658) is refused; the old one stays."""
+    pub = publisher(clock, state_dir=tmp_path)
+    await pub.publish({"a": (key(0),)}, failing=False)
+    served = pub.store.snapshot
+    clock.wall = 1e12
+    with structlog.testing.capture_logs() as logs:
+        assert await pub.publish({"a": (key(1),)}, failing=False) == ([], [], "fresh")
+    assert pub.store.snapshot is served
+    assert sample(pub, "jwksd_documents_rejected_total", reason="internal_error") == 1
+    assert [(e["event"], e["problem"]) for e in logs] == [
+        ("snapshot_refused", "changed_at 1000000000000.0 cannot be written as a Last-Modified date (year 33658 is out "
+                             "of range)")]
+    saved = load_last_known_good(tmp_path, ValidationConfig(), now=1.8e9)
+    assert saved is not None and saved.keyset.kids == ("key-0",)  # the refused set was not written either

@@ -60,7 +60,7 @@ class Source(Protocol):
 
 
 async def open_source(config: SourceConfig, metrics: Metrics, *, max_document_bytes: int = 65536) -> Source:
-    """Create and connect the source that ``config`` describes (a body larger than the limit is cut short)."""
+    """Create and connect the source that ``config`` describes (a larger body is cut short, a larger file refused)."""
     if isinstance(config, SecretsManagerSourceConfig):
         from jwksd.sources.secretsmanager import SecretsManagerSource
 
@@ -68,7 +68,7 @@ async def open_source(config: SourceConfig, metrics: Metrics, *, max_document_by
     if isinstance(config, FileSourceConfig):
         from jwksd.sources.file import FileSource
 
-        return FileSource(config)
+        return FileSource(config, max_document_bytes=max_document_bytes)
     if isinstance(config, HttpSourceConfig):
         from jwksd.sources.http import HttpSource
 
