@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from jwksd.config import ValidationConfig
-from jwksd.state import lkg_path, load_last_known_good, save_last_known_good
+from jwksd.errors import StateError
+from jwksd.state import LastKnownGood, lkg_path, load_last_known_good, save_last_known_good
 from jwksd.validate import serialize_keys, validate_document
 from tests.conftest import Secrets
 from tests.daemon_process import Daemon, sm_sections, wait_until
@@ -129,6 +130,14 @@ def file_sections(source: Path, **state: str) -> dict[str, dict[str, object]]:
             "log": {"level": "info"}, "state": dict(state)}
 
 
+def sane_last_known_good(state_dir: Path) -> LastKnownGood | None:
+    """The last-known-good file if it reads back with sane times, else None (it may not be rewritten yet)."""
+    try:
+        return load_last_known_good(state_dir, ValidationConfig())
+    except StateError:
+        return None
+
+
 def test_far_future_time_in_state_skipped(tmp_path: Path) -> None:
     """A last-known-good changed_at of 1e20 is skipped (logged, counted): JWKS 503 not 500, never written back."""
     state_dir, source = tmp_path / "state", tmp_path / "keys.json"
@@ -140,14 +149,14 @@ def test_far_future_time_in_state_skipped(tmp_path: Path) -> None:
         assert skipped["message"].startswith(f"last-known-good file {str(lkg_path(state_dir))!r} has changed_at "
                                              "1e+20, which is not a time between 0 and now (")
         assert daemon.metric("jwksd_state_errors_total", operation="read") == 1
+        wait_until(lambda: daemon.get("/readyz")[0] == 503, "the listener, not ready")  # it opens after the ladder
         assert daemon.get()[0] == 503  # nothing valid to serve yet: 503 with Retry-After, not a 500
-        assert daemon.get("/readyz")[0] == 503
         source.write_text(jwk_set(*key_set(1, 1)))
         daemon.refresh()
         status, headers, _ = daemon.get()
         assert (status, daemon.get("/readyz")[0]) == (200, 200)
         assert parsedate_to_datetime(headers["Last-Modified"]).timestamp() <= time.time() + 1
-        rewritten = wait_until(lambda: load_last_known_good(state_dir, ValidationConfig()), "a sane rewrite")
+        rewritten = wait_until(lambda: sane_last_known_good(state_dir), "a sane rewrite")
         assert rewritten.changed_at <= time.time() and rewritten.keyset.kids == ("lkg-1",)
     with Daemon.from_toml(tmp_path, file_sections(source, state_dir=str(state_dir))) as restarted:
         assert restarted.kids() == {"lkg-1"} and not restarted.events("last_known_good_skipped")
