@@ -148,8 +148,9 @@ def test_far_future_time_in_state_skipped(tmp_path: Path) -> None:
         assert skipped["level"] == "error"
         assert skipped["message"].startswith(f"last-known-good file {str(lkg_path(state_dir))!r} has changed_at "
                                              "1e+20, which is not a time between 0 and now (")
-        assert daemon.metric("jwksd_state_errors_total", operation="read") == 1
-        wait_until(lambda: daemon.get("/readyz")[0] == 503, "the listener, not ready")  # it opens after the ladder
+        # The listeners open after the ladder has run, so wait for them before asking.
+        wait_until(lambda: daemon.metric("jwksd_state_errors_total", operation="read") == 1, "the read error counted")
+        wait_until(lambda: daemon.get("/readyz")[0] == 503, "the listener, not ready")
         assert daemon.get()[0] == 503  # nothing valid to serve yet: 503 with Retry-After, not a 500
         source.write_text(jwk_set(*key_set(1, 1)))
         daemon.refresh()
@@ -173,7 +174,7 @@ def test_fifo_state_file_at_start(tmp_path: Path) -> None:
         assert daemon.wait_event("last_known_good_skipped")["message"] == (
             f"last-known-good file {str(lkg_path(state_dir))!r} cannot be read: it is a FIFO; expected a regular "
             "file (or a symlink to one)")
-        assert daemon.metric("jwksd_state_errors_total", operation="read") == 1
+        wait_until(lambda: daemon.metric("jwksd_state_errors_total", operation="read") == 1, "the read error counted")
         wait_until(lambda: stat.S_ISREG(lkg_path(state_dir).lstat().st_mode), "the FIFO replaced by a written file")
 
 
