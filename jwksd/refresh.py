@@ -87,12 +87,14 @@ class Refresher:
     async def reconfigure(self, config: Config, source_set: SourceSet) -> None:
         """Apply a reloaded config between refreshes, with the sources matching ``config.sources``.
 
-        A source kept from before keeps what it delivered; a new or re-opened one starts empty, and
+        A source whose settings did not change keeps what it delivered (even when re-opened because
+        a setting it keeps did, see source_set.built_from); a new or changed one starts empty, and
         the served set stays as it is until the next refresh publishes.
         """
         async with self._done:  # nothing awaits between this check and the swap: no refresh can start
             await self._done.wait_for(lambda: not self.running)
-            kept = {source.name for source in source_set.sources if any(source is old for old in self.sources)}
+            before = {source.name: source for source in self.live.current.sources}
+            kept = {source.name for source in config.sources if before.get(source.name) == source}
             self.states = {source.name: self.states[source.name] if source.name in kept else SourceState(source.name)
                            for source in source_set.sources}
             self.source_set = source_set

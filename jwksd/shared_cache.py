@@ -21,7 +21,7 @@ from aiocache import RedisCache  # type: ignore[import-untyped]
 from aiocache.serializers import NullSerializer  # type: ignore[import-untyped]
 from redis.exceptions import RedisError
 
-from jwksd.config import SharedCacheConfig, ValidationConfig
+from jwksd.config import SharedCacheConfig
 from jwksd.errors import SharedCacheError
 from jwksd.metrics import Metrics
 from jwksd.preflight import read_hmac_key
@@ -45,10 +45,8 @@ return redis.call('GET', KEYS[1])
 class SharedCache:
     """One aiocache Redis client for every shared source; tracks whether Redis answers."""
 
-    def __init__(self, config: SharedCacheConfig, validation: ValidationConfig, metrics: Metrics, clock: Clock,
-                 hmac_key: bytes | None) -> None:
+    def __init__(self, config: SharedCacheConfig, metrics: Metrics, clock: Clock, hmac_key: bytes | None) -> None:
         self.config = config
-        self.validation = validation
         self.metrics = metrics
         self.clock = clock
         self.hmac_key = hmac_key
@@ -68,12 +66,11 @@ class SharedCache:
         metrics.shared_cache_up.set(1)
 
     @classmethod
-    def open(cls, config: SharedCacheConfig, validation: ValidationConfig, metrics: Metrics,
-             clock: Clock) -> SharedCache:
+    def open(cls, config: SharedCacheConfig, metrics: Metrics, clock: Clock) -> SharedCache:
         """Read the HMAC key (a bad key file stops the daemon) and create the client; Redis may be down."""
         key = read_hmac_key(config)  # checked by preflight before start; read here for use
         log.info("shared_cache", url=config.safe_url, namespace=config.namespace, hmac=key is not None)
-        return cls(config, validation, metrics, clock, key)
+        return cls(config, metrics, clock, key)
 
     def key(self, key: str) -> str:
         """The Redis key of ``key`` in this cache's namespace."""

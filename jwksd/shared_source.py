@@ -26,6 +26,7 @@ from dataclasses import replace
 
 import structlog
 
+from jwksd.config import ValidationConfig
 from jwksd.errors import DocumentRejected, SharedCacheError
 from jwksd.metrics import SHARED_CACHE_EVENTS
 from jwksd.shared_cache import SharedCache
@@ -42,8 +43,9 @@ class SharedSource:
     """A source behind the shared cache; same protocol as any source."""
 
     def __init__(self, cache: SharedCache, source: Source, identity: SourceIdentity, *, interval_s: float,
-                 max_fresh_s: float, max_document_bytes: int) -> None:
+                 max_fresh_s: float, max_document_bytes: int, validation: ValidationConfig) -> None:
         self.name = source.name
+        self.validation = validation  # entries are checked as the refresh loop will check them
         self.cache = cache
         self.source = source
         self.interval_s = interval_s
@@ -143,7 +145,7 @@ class SharedSource:
         kept = []
         for document in documents:
             try:
-                validate_document(document.content, self.cache.validation)
+                validate_document(document.content, self.validation)
             except DocumentRejected:
                 if document.required:
                     return None
@@ -193,7 +195,7 @@ class SharedSource:
         entry = self.sealer.open(self.name, value)
         for document in entry.documents:
             try:
-                validate_document(document.content, self.cache.validation)
+                validate_document(document.content, self.validation)
             except DocumentRejected as exc:
                 raise DocumentRejected("invalid_entry", f"document {document.label!r}: {exc.reason}") from exc
         return replace(entry, fresh_for_s=min(entry.fresh_for_s, self.max_fresh_s))

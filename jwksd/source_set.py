@@ -27,11 +27,11 @@ class SourceSet:
     """The sources of one config, in its order, and the shared cache they go through."""
 
     def __init__(self, metrics: Metrics, clock: Clock, cache: SharedCache | None,
-                 built: Mapping[SourceConfig, Source]) -> None:
+                 built: Mapping[tuple[object, ...], Source]) -> None:
         self.metrics = metrics
         self.clock = clock
         self.cache = cache
-        self._built = dict(built)  # in the order of config.sources
+        self._built = dict(built)  # keyed by built_from, in the order of config.sources
 
     @property
     def sources(self) -> list[Source]:
@@ -49,7 +49,7 @@ class SourceSet:
             # Imported only when configured: redis and aiocache are a third of the start-up imports.
             from jwksd.shared_cache import SharedCache
 
-            cache = SharedCache.open(config.shared_cache, config.validation, metrics, clock)
+            cache = SharedCache.open(config.shared_cache, metrics, clock)
             cache.accepted.update(accepted_at or {})
         empty = cls(metrics, clock, cache, {})
         try:
@@ -63,16 +63,16 @@ class SourceSet:
 
         Nothing of this set is closed: see :meth:`close_retired`. If opening fails, what was opened is closed.
         """
-        opened: dict[SourceConfig, Source] = {}
+        keys = [built_from(config, source_config, shared=self.cache is not None) for source_config in config.sources]
+        opened: dict[tuple[object, ...], Source] = {}
         try:
-            for source_config in config.sources:
-                if source_config not in self._built:
-                    opened[source_config] = await self._open_one(config, source_config)
+            for key, source_config in zip(keys, config.sources, strict=True):
+                if key not in self._built:
+                    opened[key] = await self._open_one(config, source_config)
         except BaseException:
             await close_sources(opened.values())
             raise
-        built = {source_config: self._built.get(source_config) or opened[source_config]
-                 for source_config in config.sources}
+        built = {key: self._built.get(key) or opened[key] for key in keys}
         return SourceSet(self.metrics, self.clock, self.cache, built)
 
     async def _open_one(self, config: Config, source_config: SourceConfig) -> Source:
@@ -87,7 +87,8 @@ class SourceSet:
         interval_s = config.refresh.interval_s
         max_fresh_s = source_config.max_refresh_s if isinstance(source_config, HttpSourceConfig) else interval_s
         return SharedSource(self.cache, source, source_identity(source_config), interval_s=interval_s,
-                            max_fresh_s=max_fresh_s, max_document_bytes=config.validation.max_document_bytes)
+                            max_fresh_s=max_fresh_s, max_document_bytes=config.validation.max_document_bytes,
+                            validation=config.validation)
 
     async def close_retired(self, successor: SourceSet) -> None:
         """Close the sources (and cache) of this set that ``successor`` does not use."""
@@ -101,6 +102,20 @@ class SourceSet:
         await close_sources(self.sources)
         if self.cache is not None:
             await self.cache.close()
+
+
+def built_from(config: Config, source_config: SourceConfig, *, shared: bool) -> tuple[object, ...]:
+    """Every setting a built source keeps: when one of them changes, a reload builds the source anew.
+
+    The http source caps bodies at ``validation.max_document_bytes``; behind the shared cache a
+    remote source also keeps ``refresh.interval_s`` and the validation limits it checks entries with.
+    """
+    kept: list[object] = [source_config]
+    if isinstance(source_config, HttpSourceConfig):
+        kept.append(config.validation.max_document_bytes)
+    if shared and not isinstance(source_config, FileSourceConfig):
+        kept.extend([config.refresh.interval_s, config.validation])
+    return tuple(kept)
 
 
 async def close_sources(sources: Iterable[Source]) -> None:

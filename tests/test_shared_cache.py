@@ -233,7 +233,7 @@ def test_short_hmac_key_is_refused(tmp_path: Path) -> None:
     key_file.write_bytes(b"too short\n")
     config = SharedCacheConfig(url="redis://127.0.0.1:6379/0", hmac_key_file=key_file)
     with pytest.raises(ConfigError) as info:
-        SharedCache.open(config, sm_config("http://x", "s").validation, Metrics(), SystemClock())
+        SharedCache.open(config, Metrics(), SystemClock())
     assert info.value.problems == [f"shared_cache.hmac_key_file = {str(key_file)!r}: expected at least 32 bytes "
                                    "of key, found 9"]
 
