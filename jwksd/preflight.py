@@ -56,6 +56,21 @@ def preflight(config: Config) -> list[str]:
     return warnings
 
 
+async def open_sources(config: Config) -> None:
+    """Open the shared cache and every source as ``serve`` does at start, then close them (``check-config``).
+
+    No request is made, but making an AWS client resolves the region and may ask the credential
+    chain (the instance metadata service among others): that is why this is not part of :func:`preflight`.
+    A source that cannot be opened raises what ``serve`` would stop on (SourceError: NoRegion, ...).
+    """
+    from jwksd.metrics import Metrics
+    from jwksd.source_set import SourceSet
+    from jwksd.store import SystemClock
+
+    source_set = await SourceSet.open(config, Metrics(), SystemClock())
+    await source_set.close()
+
+
 def _not_regular(path: Path) -> bool:
     """True when ``path`` exists and is not a regular file (a missing file is reported by the read)."""
     try:

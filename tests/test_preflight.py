@@ -184,3 +184,16 @@ def test_unwritable_state_dir_is_a_warning_everywhere(running: Running, tmp_path
         assert daemon.wait_event("preflight_warning")["problem"] == warnings[0]
     assert running.reload(extra) == ("ok", warnings)
     running.reload({})  # back to the good config for the other tests
+
+
+def test_source_that_cannot_open_refused_alike(tmp_path: Path) -> None:
+    """No AWS region: check-config opens the sources as serve does, and both exit 2 with the same line."""
+    path = tmp_path / "jwksd.toml"
+    path.write_text(toml_config({"source": {"secret_id": "s"}, "server": {"metrics_listen": "off"}}))
+    env = {name: value for name, value in {**base_env(), **DUMMY_AWS}.items()
+           if name not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    line = "jwksd: cannot start: NoRegion: no AWS region: set source.region, AWS_REGION or use a secret ARN"
+    for command in ("check-config", "serve"):
+        result = subprocess.run([*SERVE[:-1], command, "--config", str(path)], env=env, capture_output=True,
+                                text=True, timeout=60, check=False)
+        assert (command, result.returncode, result.stderr.splitlines()[-1]) == (command, 2, line)
