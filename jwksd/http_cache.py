@@ -14,6 +14,7 @@ from typing import Protocol
 
 from aiohttp import hdrs, web
 
+from jwksd.accept_encoding import accepts_gzip
 from jwksd.config import Config, HttpCacheConfig
 
 _ETAG = re.compile(r'(?:W/)?"([^"]*)"')
@@ -41,22 +42,6 @@ class Representation(Protocol):
 
     @property
     def last_modified(self) -> str: ...
-
-
-def accepts_gzip(header: str) -> bool:
-    """True when Accept-Encoding allows gzip (``gzip``, ``x-gzip`` or ``*`` with a q above 0)."""
-    for part in header.split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() not in ("gzip", "x-gzip", "*"):
-            continue
-        q = params.strip().lower()
-        if q.startswith("q="):
-            try:
-                return float(q[2:]) > 0
-            except ValueError:
-                return False
-        return True
-    return False
 
 
 def etag_matches(header: str, snapshot: Representation) -> bool:
