@@ -159,17 +159,20 @@ class Client(Generic[RawT]):
                                   operation=operation, **fields)
 
     async def _attempt(self, operation: str, request: Callable[[RawT], Awaitable[T]]) -> T:
-        code = "ok"
+        """One request; counted once it has an outcome (an attempt cancelled by shut-down is not)."""
         try:
             async with asyncio.timeout(self.deadline_s):
-                return await request(self.raw)
+                response = await request(self.raw)
         except _CAUGHT as exc:
             error = aws_error(operation, exc, self.deadline_s)
-            code = error.code
+            self._count(operation, error.code)
             raise error from exc
-        finally:
-            if self.on_call is not None:
-                self.on_call(operation, code)
+        self._count(operation, "ok")
+        return response
+
+    def _count(self, operation: str, code: str) -> None:
+        if self.on_call is not None:
+            self.on_call(operation, code)
 
 
 def call_counter(metrics: Metrics, operations: Iterable[str]) -> OnCall:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -189,7 +190,8 @@ async def test_read_timeout_is_a_timeout(proxy: FaultProxy) -> None:
     calls = Calls()
     proxy.fault = "latency"
     with pytest.raises(AwsError) as info:
-        await call("kms", proxy.url, "any", on_call=calls, connect_timeout_s=0.3, read_timeout_s=0.3)
+        # connect_timeout_s keeps the deadline (connect + read) far beyond the read timeout
+        await call("kms", proxy.url, "any", on_call=calls, connect_timeout_s=5.0, read_timeout_s=0.3)
     assert (info.value.code, info.value.retryable) == ("timeout", True)
     assert info.value.message.startswith(f"DescribeKey: ReadTimeoutError: Read timeout on endpoint URL: \"{proxy.url}/")
     assert calls == [("DescribeKey", "timeout")]
@@ -200,10 +202,27 @@ async def test_endless_answer_meets_the_deadline(proxy: FaultProxy) -> None:
     calls = Calls()
     proxy.fault = "endless"
     with pytest.raises(AwsError) as info:
-        await call("dynamodb", proxy.url, "any", on_call=calls, connect_timeout_s=0.2, read_timeout_s=0.3)
-    assert str(info.value) == "timeout: Scan: no complete answer within 0.5s"
+        await call("dynamodb", proxy.url, "any", on_call=calls, connect_timeout_s=0.5, read_timeout_s=1.0)
+    assert str(info.value) == "timeout: Scan: no complete answer within 1.5s"
     assert info.value.retryable
     assert calls == [("Scan", "timeout")]
+
+
+async def test_cancelled_attempt_is_not_counted(proxy: FaultProxy) -> None:
+    """An attempt cancelled in flight (shut-down, reload) has no outcome, so it is not counted."""
+    calls = Calls()
+    proxy.fault = "latency"
+    task = asyncio.create_task(call("kms", proxy.url, "any", on_call=calls))
+
+    async def sent() -> None:
+        while not proxy.attempts:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(sent(), 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls == []
 
 
 async def test_unreachable_endpoint_is_retried_and_counted() -> None:
