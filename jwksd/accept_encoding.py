@@ -6,7 +6,8 @@ any way gets the identity body, which every client accepts, so doubt always reso
 ``q=0`` anywhere in an element's parameters (``gzip;level=1;q=0``), a q that is not a qvalue
 (``q=x``, ``q=2``, ``q=0.0001``, ``q="1"``) and an element that does not parse all refuse that
 coding. Codings and parameter names are case-insensitive; ``x-gzip`` is gzip (RFC 9110 §8.4.1.3);
-``*`` weighs every coding not listed, identity included.
+``*`` weighs every coding not listed, identity included. A header longer than MAX_HEADER_CHARS
+(browsers send about 30) is not parsed at all: identity, so a hostile header costs nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ _PARAMETER = re.compile(rf"({_TOKEN.pattern})[ \t]*=[ \t]*({_TOKEN.pattern}|{_QU
 _PIECES = {delimiter: re.compile(rf'{_QUOTED}|[^{delimiter}"]+|{delimiter}|"') for delimiter in ",;"}
 _QVALUE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 GZIP = frozenset({"gzip", "x-gzip"})
+MAX_HEADER_CHARS = 512
 _WEIGHED = frozenset({*GZIP, "*", "identity"})  # the codings the answer depends on; the rest are skipped cheaply
 
 
@@ -80,6 +82,8 @@ def accepts_gzip(header: str) -> bool:
 
     Cached: a fleet of clients sends a handful of distinct headers, so a request pays one dict lookup.
     """
+    if len(header) > MAX_HEADER_CHARS:
+        return False
     weights = coding_weights(header)
     listed = [weights[coding] for coding in GZIP if coding in weights]
     gzip = min(listed) if listed else weights.get("*", 0.0)

@@ -18,7 +18,7 @@ from tests.test_validate_properties import FUZZ
 @pytest.mark.parametrize("header", [
     "gzip", "GZIP", "x-gzip", "X-Gzip", "*", "gzip;q=1", "gzip;q=1.000", "gzip;Q=0.5", "gzip ; q=0.001",
     "br;q=1, gzip;q=0.5", "gzip;level=1", 'gzip;note="a, b; q=0"', "*;q=0, gzip", "identity;q=0.5, gzip;q=0.5",
-    "deflate, gzip, br, zstd", "gzip;q=0.8, identity;q=0.5, *;q=0", ", gzip ,",
+    "deflate, gzip, br, zstd", "gzip;q=0.8, identity;q=0.5, *;q=0", ", gzip ,", "gzip," + " " * 507,
 ])
 def test_gzip_accepted(header: str) -> None:
     """gzip, x-gzip or * with a weight above 0 (and not below identity's) gets the gzip copy."""
@@ -52,6 +52,7 @@ def test_gzip_accepted(header: str) -> None:
     ("", "empty header"),
     ("gzipped", "another coding"),
     ("gzip/1", "a malformed gzip element"),
+    ("gzip," + " " * 508, "longer than 512 characters"),
 ])
 def test_gzip_refused(header: str, why: str) -> None:
     """A header that refuses gzip in any way, or doubts it, gets the identity body."""
