@@ -32,6 +32,7 @@ from jwksd.config import (
 )
 from jwksd.config.declare import REQUIRED
 from jwksd.config.example import is_off, render
+from jwksd.config.reference import BEGIN, END, render_table
 from jwksd.config.settings import SECTIONS, env_keys, section_settings, source_settings
 from jwksd.config.source_model import SOURCE_CLASSES
 
@@ -198,3 +199,10 @@ def test_every_server_and_shared_cache_setting_is_restart_only() -> None:
         expected = setting.section in ("server", "shared_cache", "oidc") or setting.key == "log.format"
         assert setting.restart == expected, setting.key
     assert set(SOURCE_CLASSES) == {"secretsmanager", "file", "http", "dynamodb"}
+
+
+def test_configuration_doc_table_is_rendered_from_the_declarations() -> None:
+    """docs/configuration.md holds exactly the table `python -m jwksd.config.reference` prints."""
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END) + 1
+    assert text[start:end] == render_table(), "run: python -m jwksd.config.reference, and paste it over the table"
