@@ -38,6 +38,7 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 REFRESHER = web.AppKey("refresher", Refresher)
 REFRESH_TASK = web.AppKey("refresh_task", asyncio.Task[None])
+HEALTH = web.AppKey("health", Health)
 LAST_KNOWN_GOOD = web.AppKey("last_known_good", LastKnownGood)
 TLS: web.AppKey[TlsRenewal] = web.AppKey("tls")  # only when the listener speaks HTTPS
 PUBLISHER = web.AppKey("publisher", Publisher)
@@ -132,6 +133,7 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     health = Health(app[CONFIG], store, lambda: refresher.status if (refresher := app.get(REFRESHER)) else NO_STATUS,
                     lambda: refresher.source_set.cache if (refresher := app.get(REFRESHER)) else None,
                     lambda: app.get(REFRESH_TASK), tls=lambda: app.get(TLS))
+    app[HEALTH] = health
     requests = RequestMetrics(metrics)
     for path in config.server.paths:
         app.router.add_get(path, requests.wrap(handler.handle, path), allow_head=True)
@@ -156,8 +158,10 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     return app
 
 
-def make_metrics_app(metrics: Metrics) -> web.Application:
-    """The separate /metrics listener."""
+def make_metrics_app(metrics: Metrics, health: Health | None = None) -> web.Application:
+    """The separate /metrics listener, with ``health``'s detailed /health (upstream messages included)."""
     app = web.Application(client_max_size=1024)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
+    if health is not None:
+        app.router.add_get("/health", health.detailed_health)
     return app

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, REFRESH_TASK, REFRESHER, STORE, TLS, make_app, make_metrics_app
+from jwksd.app import CONFIG, HEALTH, REFRESH_TASK, REFRESHER, STORE, TLS, make_app, make_metrics_app
 from jwksd.config import Config
 from jwksd.metrics import Metrics
 from jwksd.notify import Notifier, watchdog_loop
@@ -51,7 +51,7 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
                            shutdown_timeout=config.server.shutdown_timeout_s, handle_signals=False)
     metrics_runner = None
     if config.server.metrics_listen is not None:
-        metrics_runner = web.AppRunner(make_metrics_app(metrics), access_log=None,
+        metrics_runner = web.AppRunner(make_metrics_app(metrics, app[HEALTH]), access_log=None,
                                        keepalive_timeout=config.server.keepalive_timeout_s, shutdown_timeout=1.0)
     loop = asyncio.get_running_loop()
     stop, reload_requested = asyncio.Event(), asyncio.Event()

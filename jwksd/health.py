@@ -1,6 +1,9 @@
 """Health: /health (what is served, from where, each source's last outcome), /healthz (liveness), /readyz.
 
 /health reads the refresh loop's frozen :class:`~jwksd.status.RefreshStatus`, never its live state.
+The JWKS listener's /health is public: codes, times and counts, never an upstream's own words (AWS's
+error text names the account, the role session and the secret ARN; Redis's names its host). The
+metrics listener's /health is the same document with those messages and the Redis URL.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from aiohttp import hdrs, web
 from jwksd.config import LiveConfig
 from jwksd.status import ErrorInfo, RefreshStatus, SourceStatus
 from jwksd.store import Store
+
+PRIVATE_MEMBERS = frozenset({"message", "url"})  # only on the metrics listener's /health
 
 if TYPE_CHECKING:
     from jwksd.shared_cache import SharedCache
@@ -35,8 +40,11 @@ class Health:
         self.refresh_task = refresh_task
         self.tls = tls
 
-    def document(self) -> tuple[int, dict[str, Any]]:
-        """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served)."""
+    def document(self, *, detail: bool = False) -> tuple[int, dict[str, Any]]:
+        """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served).
+
+        Without ``detail`` (the public listener) every upstream message and URL is left out.
+        """
         config, store = self.live.current, self.store
         refresh = self.status()
         snapshot = store.snapshot
@@ -63,8 +71,7 @@ class Health:
             # Redis down is not an outage (each replica fetches directly) but the fleet's AWS calls multiply.
             checks["shared_cache"] = {
                 "status": "pass" if shared.up else "warn", "url": shared.config.safe_url, "reachable": shared.up,
-                "last_error": ({"message": shared.last_error[0], "at": _iso(shared.last_error[1])}
-                               if shared.last_error else None)}
+                "last_error": _error(shared.last_error)}
             if status == "pass" and not shared.up:
                 status = "warn"
         tls = self.tls()
@@ -72,12 +79,16 @@ class Health:
             checks["tls"] = tls.health()  # a refused renewal: the old certificate is still served
             if status == "pass" and checks["tls"]["status"] == "warn":
                 status = "warn"
-        return (503 if status == "fail" else 200), {"status": status, "checks": checks}
+        body = {"status": status, "checks": checks}
+        return (503 if status == "fail" else 200), body if detail else _public(body)
 
     async def health(self, request: web.Request) -> web.Response:
-        status, body = self.document()
-        return web.json_response(body, status=status, content_type="application/health+json",
-                                 headers={hdrs.CACHE_CONTROL: "no-store"})
+        """The public /health, on the JWKS listener."""
+        return _respond(*self.document())
+
+    async def detailed_health(self, request: web.Request) -> web.Response:
+        """The same with the upstream messages, on the metrics listener."""
+        return _respond(*self.document(detail=True))
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Liveness: the loop answers and the refresh task has not died."""
@@ -91,6 +102,20 @@ class Health:
         ready = self.store.snapshot is not None
         return web.json_response({"ready": ready}, status=200 if ready else 503,
                                  headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
+def _respond(status: int, body: dict[str, Any]) -> web.Response:
+    return web.json_response(body, status=status, content_type="application/health+json",
+                             headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
+def _public(value: Any) -> Any:
+    """``value`` without the members that carry an upstream's words or an address (at any depth)."""
+    if isinstance(value, dict):
+        return {key: _public(item) for key, item in value.items() if key not in PRIVATE_MEMBERS}
+    if isinstance(value, list):
+        return [_public(item) for item in value]
+    return value
 
 
 def _source_health(state: SourceStatus) -> dict[str, Any]:

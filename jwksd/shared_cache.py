@@ -25,6 +25,7 @@ from jwksd.config import SharedCacheConfig
 from jwksd.errors import SharedCacheError
 from jwksd.metrics import Metrics
 from jwksd.preflight import read_hmac_key
+from jwksd.status import ErrorInfo
 from jwksd.store import Clock
 
 log = structlog.get_logger("jwksd.shared_cache")
@@ -51,7 +52,7 @@ class SharedCache:
         self.clock = clock
         self.hmac_key = hmac_key
         self.up = True
-        self.last_error: tuple[str, float] | None = None  # message, wall time
+        self.last_error: ErrorInfo | None = None
         self.bypass_generation = 0  # SIGUSR1: each shared source fetches from its source once per increment
         # Per source name, the newest fetch time accepted (an entry's or our own fetch's): older entries are a
         # rollback. Kept here, not in the source, so a source re-opened by a reload remembers it too.
@@ -91,8 +92,9 @@ class SharedCache:
             result = await coro
         except (RedisError, OSError, TimeoutError) as exc:
             self.metrics.shared_cache_errors.labels(operation).inc()
-            message = f"{operation}: {type(exc).__name__}" + ("" if isinstance(exc, TimeoutError) else f": {exc}")
-            self.last_error = (message, self.clock.time())
+            code = f"{operation}: {type(exc).__name__}"  # no host: the public /health shows it
+            message = code + ("" if isinstance(exc, TimeoutError) else f": {exc}")
+            self.last_error = ErrorInfo(code, message, self.clock.time())
             if self.up:
                 log.warning("shared_cache_unavailable", url=self.config.safe_url, message=message,
                             fallback="fetching directly")

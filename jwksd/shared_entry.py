@@ -30,8 +30,8 @@ from jwksd.config import (
     SourceConfig,
 )
 from jwksd.errors import DocumentRejected
+from jwksd.redact import public_url
 from jwksd.sources import Document
-from jwksd.sources.http import public_url
 
 MAGIC = b"jwksd-entry-2"
 MAC_HEX_CHARS = 64

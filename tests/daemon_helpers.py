@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
-from jwksd.app import METRICS, REFRESHER, make_app
+from jwksd.app import HEALTH, METRICS, REFRESHER, make_app
 from jwksd.config import Config, RefreshConfig, SecretsManagerSourceConfig, StateConfig
 from jwksd.metrics import Metrics
 from jwksd.refresh import Refresher
@@ -86,6 +86,11 @@ async def health_of(client: TestClient[web.Request, web.Application]) -> dict[st
     async with client.get("/health") as response:
         body: dict[str, Any] = await response.json(content_type=None)
         return body
+
+
+def detailed_health_of(client: TestClient[web.Request, web.Application]) -> dict[str, Any]:
+    """The metrics listener's /health document (with the upstream messages) of the app behind ``client``."""
+    return client.server.app[HEALTH].document(detail=True)[1]
 
 
 def kids_of(body: bytes) -> list[str]:

@@ -164,6 +164,11 @@ class Daemon:
     def get(self, path: str = JWKS, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         return http_get(self.url(path), headers, context=self.tls)
 
+    def metrics_get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """GET ``path`` from the metrics listener (/metrics, and /health with the upstream messages)."""
+        assert self.metrics_port is not None, "this daemon has no metrics listener"
+        return http_get(f"http://127.0.0.1:{self.metrics_port}{path}")
+
     def wait_ready(self) -> None:
         wait_until(lambda: self._alive() and self.get("/readyz")[0] == 200, "/readyz to answer 200")
 

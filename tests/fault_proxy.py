@@ -48,6 +48,7 @@ class FaultProxy:
     def __init__(self, upstream: str, *, latency_s: float = 3.0, endless_s: float = 20.0) -> None:
         self.upstream = upstream
         self.fault: str | None = None
+        self.message: str | None = None  # the AWS error's own text; "injected <type>" when None
         self.latency_s = latency_s  # beyond jwksd's read timeout, then forwarded
         self.endless_s = endless_s  # how long an endless response trickles before the proxy gives up
         self.attempts: list[Attempt] = []
@@ -85,7 +86,7 @@ class FaultProxy:
             return await self._forward(request, body)
         if fault in AWS_ERRORS:
             status, error_type = AWS_ERRORS[fault]
-            document = {"__type": error_type, "message": f"injected {error_type}"}
+            document = {"__type": error_type, "message": self.message or f"injected {error_type}"}
             return web.Response(status=status, body=json.dumps(document).encode(),
                                 content_type="application/x-amz-json-1.1",
                                 headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": str(uuid.uuid4())})

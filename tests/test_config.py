@@ -173,7 +173,7 @@ def test_shared_cache_section(tmp_path: Path) -> None:
     assert not load_config(None, {"JWKSD_SECRET_ID": "s"}).shared_cache.enabled
     config = load_config(None, {"JWKSD_SECRET_ID": "s", "JWKSD_SHARED_CACHE_URL": "redis://:pw@10.0.0.5:6380/2"})
     assert config.shared_cache == SharedCacheConfig(url="redis://:pw@10.0.0.5:6380/2")
-    assert config.shared_cache.safe_url == "redis://10.0.0.5:6380/2"
+    assert config.shared_cache.safe_url == "redis://***@10.0.0.5:6380/2"
 
 
 def test_shared_cache_problems(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_shared_cache_problems(tmp_path: Path) -> None:
     found = problems('[source]\nsecret_id = "s"\n[refresh]\ninterval_s = 10\n[shared_cache]\n'
                      'url = "http://user:secret@cache:6379/0"\nlease_s = 10\nttl = 3\n', tmp_path)
     assert found == [
-        "shared_cache.url = 'http://user:***@cache:6379/0': expected redis://host:port/db (or rediss:// for TLS), "
+        "shared_cache.url = 'http://***@cache:6379/0': expected redis://host:port/db (or rediss:// for TLS), "
         "or empty for off",
         "shared_cache.ttl: unknown key",
     ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from jwksd.config import load_config
+from jwksd.redact import shown
 from tests.config_helpers import problems as config_problems
 
 SOURCE = '[source]\nsecret_id = "s"\n'
@@ -62,7 +63,7 @@ def test_bad_issuer(tmp_path: Path, issuer: str) -> None:
     """Plain http, a query, a fragment, a user name, no host, or a path jwksd cannot serve literally is refused."""
     found = problems(f'[oidc]\nissuer = "{issuer}"\n', tmp_path)
     assert len(found) == 1
-    assert found[0].startswith(f"oidc.issuer = {issuer!r}: expected {HTTPS}")
+    assert found[0].startswith(f"oidc.issuer = {shown(issuer)!r}: expected {HTTPS}")  # no user info, query
 
 
 def test_plain_http_issuer_names_the_way_out(tmp_path: Path) -> None:

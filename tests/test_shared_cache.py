@@ -29,7 +29,17 @@ from jwksd.shared_cache import SharedCache
 from jwksd.store import SystemClock
 from tests.conftest import HMAC_KEY, FakeClock, Secrets, free_port
 from tests.counting_proxy import CountingProxy
-from tests.daemon_helpers import get_jwks, health_of, kids_of, metric, refresh_now, refresher_of, sm_config, start
+from tests.daemon_helpers import (
+    detailed_health_of,
+    get_jwks,
+    health_of,
+    kids_of,
+    metric,
+    refresh_now,
+    refresher_of,
+    sm_config,
+    start,
+)
 from tests.keys import jwk_set, key
 from tests.redis_server import RedisServer
 
@@ -155,7 +165,7 @@ async def test_slow_redis_times_out_and_fetches_directly(aiohttp_client: Any, se
         await interval_passes(fleet, clock)
         assert proxy.calls["GetSecretValue"] - before == 2
         for client in fleet:
-            assert (await health_of(client))["checks"]["shared_cache"]["last_error"]["message"] == "read: TimeoutError"
+            assert detailed_health_of(client)["checks"]["shared_cache"]["last_error"]["message"] == "read: TimeoutError"
             assert metric(client, "jwksd_shared_cache_errors_total", operation="read") == 1
         assert plain.ping()  # answered once the pause is over
     for _ in range(2):
@@ -176,7 +186,10 @@ async def test_redis_unreachable_at_start(aiohttp_client: Any, secrets: Secrets,
     assert (status, kids_of(body)) == (200, ["key-0"])
     health = await health_of(client)
     assert health["status"] == "warn"
-    assert health["checks"]["shared_cache"]["last_error"]["message"].startswith("read: ")
+    assert detailed_health_of(client)["checks"]["shared_cache"]["last_error"]["message"].startswith("read: ")
+    public = health["checks"]["shared_cache"]  # no Redis host on the public listener
+    assert "url" not in public and public["last_error"]["code"] == "read: ConnectionError"
+    assert set(public["last_error"]) == {"code", "at"} and "127.0.0.1" not in json.dumps(health)
     assert metric(client, "jwksd_shared_cache_errors_total", operation="read") >= 1
 
 

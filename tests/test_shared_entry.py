@@ -42,7 +42,7 @@ def test_identity_names_kind_secret_stages_url_and_table() -> None:
 def test_identity_digest_holds_no_url_credential() -> None:
     """The digest stored in Redis is the same for URLs that differ only in password or query token."""
     one = source_identity(HttpSourceConfig(url="https://u:pw1@idp.example/jwks?token=a", name="aws"))
-    two = source_identity(HttpSourceConfig(url="https://idp.example/jwks", name="aws"))
+    two = source_identity(HttpSourceConfig(url="https://v:pw2@idp.example/jwks?token=b", name="aws"))
     assert one.digest == two.digest and one.text != two.text
 
 

@@ -11,10 +11,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from jwksd.config.declare import Setting, about
 from jwksd.config.source_model import REGISTRY_TABLE, SourceConfig
+from jwksd.redact import public_url
 
 DEFAULT_PATH = "/.well-known/jwks.json"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -151,11 +151,8 @@ class SharedCacheConfig:
 
     @property
     def safe_url(self) -> str:
-        """The URL without any password, for logs and health."""
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host
-        return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or '/0'}" if self.url else ""
+        """The URL without its password (or any user info and query), for logs and health."""
+        return public_url(self.url) if self.url else ""
 
 
 @dataclass(frozen=True)

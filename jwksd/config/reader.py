@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from jwksd.config.declare import REQUIRED, Setting
 from jwksd.config.model import Listen
 from jwksd.config.settings import declared
+from jwksd.redact import shown
 
 T = TypeVar("T")
 
@@ -31,7 +32,7 @@ class Section:
         return self.table.get(key)
 
     def problem(self, key: str, value: Any, expected: str) -> None:
-        self.problems.append(f"{self.name}.{key} = {value!r}: expected {expected}")
+        self.problems.append(f"{self.name}.{key} = {shown(value)!r}: expected {expected}")
 
     def number(self, key: str, default: float, *, low: float = 0.0, low_open: bool = True,
                high: float = math.inf) -> float:
@@ -189,13 +190,3 @@ def is_redis_url(url: str) -> bool:
     return parts.scheme in ("redis", "rediss") and bool(parts.hostname) and db.isdigit() and not parts.query
 
 
-def redact(url: str) -> str:
-    """A URL with its password replaced, so a config error never prints a credential."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<not a URL>"
-    if not password:
-        return url
-    return parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}").geturl()

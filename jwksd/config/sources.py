@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jwksd.config.model import SharedCacheConfig
-from jwksd.config.reader import Section, is_loopback, is_redis_url, redact, table_section
+from jwksd.config.reader import Section, is_loopback, is_redis_url, table_section
 from jwksd.config.settings import setting_of
 from jwksd.config.source_model import (
     SOURCE_KIND,
@@ -78,7 +78,7 @@ def read_shared_cache(data: Mapping[str, Any], problems: list[str], interval_s: 
     section = table_section(data, "shared_cache", problems)
     url = section.read(setting_of(SharedCacheConfig, "url"))
     if url and not is_redis_url(url):
-        section.problem("url", redact(url), "redis://host:port/db (or rediss:// for TLS), or empty for off")
+        section.problem("url", url, "redis://host:port/db (or rediss:// for TLS), or empty for off")
         url = ""
     namespace = section.read(setting_of(SharedCacheConfig, "namespace"))
     if not namespace.isprintable() or " " in namespace:

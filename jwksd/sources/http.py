@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
@@ -20,6 +19,7 @@ from jwksd import __version__
 from jwksd.config import HttpSourceConfig
 from jwksd.errors import SourceError
 from jwksd.metrics import UPSTREAM_RESULTS, Metrics
+from jwksd.redact import public_url
 from jwksd.retry import with_retries
 from jwksd.sources import Document, Fetch
 
@@ -41,13 +41,6 @@ def freshness_s(headers: Mapping[str, str]) -> float | None:
         return None
     age = headers.get(hdrs.AGE, "0").strip()
     return max(0.0, float(directives["max-age"]) - (float(age) if age.isdigit() else 0.0))
-
-
-def public_url(url: str) -> str:
-    """The URL as logs may show it: no user info, no query (either could carry a credential)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def result_label(status: int) -> str:
