@@ -61,7 +61,7 @@ class JwksHandler:
         self.conditional = ConditionalGet()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        snapshot = self.store.snapshot
+        snapshot = self.store.snapshot or self.store.standby  # at start, before the first fresh set: the disk rung
         if snapshot is None:
             return unavailable()
         config = self.live.current
@@ -81,7 +81,7 @@ def unavailable() -> web.Response:
 
 
 async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Rungs 3 and 4: the publisher installs last-known-good, else the fallback file, before any fetch."""
+    """Rungs 3 and 4: the publisher reads last-known-good, else the fallback file, to stand by for the first fetch."""
     lkg = await app[PUBLISHER].restore()
     if lkg is not None:
         app[LAST_KNOWN_GOOD] = lkg  # each source's share seeds the refresher

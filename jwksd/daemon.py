@@ -110,6 +110,8 @@ class Lifecycle:
         """One line for `systemctl status`: what is served and from where."""
         store = self.app[STORE]
         snapshot = store.snapshot
+        if snapshot is None and store.standby is not None:
+            return f"asking the source first ({store.standby.origin} stands by)"
         if snapshot is None:
             return "waiting for a valid key set (no source, last-known-good or fallback has one yet)"
         source = store.served_source(self.app[CONFIG].current.refresh.max_age_s)

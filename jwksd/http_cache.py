@@ -63,9 +63,18 @@ def not_modified_since(header: str, snapshot: Representation) -> bool:
     return int(snapshot.changed_at) <= since
 
 
+DEGRADED = frozenset({"last-known-good", "fallback"})
+
+
 @functools.lru_cache(maxsize=8)
-def cache_control(max_age_s: float, cache: HttpCacheConfig) -> str:
-    """The Cache-Control value for the settings in force, built once per setting."""
+def cache_control(max_age_s: float, cache: HttpCacheConfig, *, degraded: bool = False) -> str:
+    """The Cache-Control value for the settings in force, built once per setting.
+
+    ``degraded`` (a set read from disk, not from the source): at most ``degraded_max_age_s`` and no
+    stale-* directives, so neither a client nor a CDN keeps it long after the source is back.
+    """
+    if degraded:
+        return f"public, max-age={int(min(max_age_s, cache.degraded_max_age_s))}"
     return (f"public, max-age={int(max_age_s)}, stale-while-revalidate={cache.stale_while_revalidate_s}, "
             f"stale-if-error={cache.stale_if_error_s}")
 
@@ -92,7 +101,7 @@ class ConditionalGet:
         if cached is not None and cached[0] is snapshot and cached[1] is config and cached[2] == source:
             return cached[3]
         common = {
-            hdrs.CACHE_CONTROL: cache_control(config.refresh.max_age_s, config.http_cache),
+            hdrs.CACHE_CONTROL: cache_control(config.refresh.max_age_s, config.http_cache, degraded=source in DEGRADED),
             hdrs.LAST_MODIFIED: snapshot.last_modified,
             hdrs.VARY: "Accept-Encoding",
             hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*",

@@ -1,7 +1,10 @@
 """The one writer of the served snapshot: merge the sources' keys, build the snapshot, swap it in, persist it, report.
 
-Start-up goes through here too: :meth:`Publisher.restore` installs last-known-good, else the
-fallback file (rungs 3 and 4 of the ladder), before any fetch.
+Start-up goes through here too. :meth:`Publisher.restore` reads last-known-good, else the
+fallback file (rungs 3 and 4 of the ladder), into ``Store.standby``: requests get it meanwhile,
+with short cache headers, but it is installed (and the daemon ready) only when the first fetch has
+failed (:meth:`publish`) or ``refresh.startup_grace_s`` has passed (:meth:`promote_standby`), so a
+restart after a rotation never announces the old set as ready.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class Publisher:
             log.error("snapshot_refused", origin=snapshot.origin, kids=list(snapshot.kids), problem=problem)
             return False
         self.store.swap(snapshot)
+        self.store.standby = None
         for update in self.derived:
             update(snapshot)
         return True
@@ -86,7 +90,8 @@ class Publisher:
         return self.live.current
 
     async def restore(self) -> LastKnownGood | None:
-        """Rungs 3 and 4: serve last-known-good, else the fallback file; return last-known-good (it seeds sources).
+        """Rungs 3 and 4: stand by with last-known-good, else the fallback file; return last-known-good (it seeds
+        sources).
 
         A bad fallback file raises StateError (fatal at start); a bad last-known-good is logged, counted, skipped.
         Both are read in worker threads with a timeout: a FIFO or a hung mount must not hold the loop.
@@ -105,18 +110,35 @@ class Publisher:
             for problem in lkg.skipped:
                 metrics.state_errors.labels("read").inc()
                 log.error("last_known_good_share_skipped", message=problem)
-            if not self._install(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock,
-                                                changed_at=lkg.changed_at, fetched_at=lkg.fetched_at)):
-                metrics.state_errors.labels("read").inc()
+            if not self._stand_by(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock,
+                                                 changed_at=lkg.changed_at, fetched_at=lkg.fetched_at)):
                 lkg = None  # skipped whole, as if its times had been refused on reading
-        if lkg is None and fallback is not None and not self._install(build_snapshot(fallback.keys, "fallback",
-                                                                                     self.clock)):
-            metrics.state_errors.labels("read").inc()
-        if store.snapshot is not None:
-            metrics.set_serving(store.snapshot.origin)
-            metrics.keys_served.set(len(store.snapshot.kids))
-            log.info("serving_from_disk", origin=store.snapshot.origin, kids=list(store.snapshot.kids))
+        if lkg is None and fallback is not None:
+            self._stand_by(build_snapshot(fallback.keys, "fallback", self.clock))
+        if store.standby is not None:
+            log.info("standing_by", origin=store.standby.origin, kids=list(store.standby.kids),
+                     detail="served to requests until the first fetch; installed if it fails or the grace passes")
         return lkg
+
+    def _stand_by(self, snapshot: Snapshot) -> bool:
+        """Make ``snapshot`` the disk rung standing by, unless no response can be built from it (logged, counted)."""
+        problem = unservable(snapshot)
+        if problem is not None:
+            log.error("snapshot_refused", origin=snapshot.origin, kids=list(snapshot.kids), problem=problem)
+            self.metrics.state_errors.labels("read").inc()
+            return False
+        self.store.standby = snapshot
+        return True
+
+    def promote_standby(self, reason: str) -> bool:
+        """Install the disk rung if nothing is served yet (``reason``: source_failed, startup_grace); True if so."""
+        standby = self.store.standby
+        if self.store.snapshot is not None or standby is None or not self._install(standby):
+            return False
+        self.metrics.set_serving(standby.origin)
+        self.metrics.keys_served.set(len(standby.kids))
+        log.info("serving_from_disk", origin=standby.origin, kids=list(standby.kids), reason=reason)
+        return True
 
     async def publish(self, shares: Mapping[str, tuple[Key, ...]] | None, *,
                       failing: bool) -> tuple[list[str], list[str], str | None]:
@@ -131,6 +153,8 @@ class Publisher:
         removed: list[str] = []
         if shares is not None:
             added, removed = await self._swap(shares, confirmed=not failing)
+        elif failing:
+            self.promote_standby("source_failed")
         served = self.store.served_source(self.config.refresh.max_age_s)
         if served is not None:
             self.metrics.set_serving(served)  # stale while a source fails, not only fresh on a change
@@ -139,11 +163,14 @@ class Publisher:
     async def _swap(self, shares: Mapping[str, tuple[Key, ...]], *, confirmed: bool) -> tuple[list[str], list[str]]:
         by_source = dict(shares)
         keys = merge(list(by_source.items()))
-        current = self.store.snapshot
+        installed = self.store.snapshot
+        current = installed or self.store.standby  # what requests got so far, whichever
         if current is not None and same_keys(current.keys, keys):
             # Same content: keep the bytes, ETag and Last-Modified; only the confirmation time moves, and
             # only when every source answered: a failed refresh confirms nothing, so the age keeps growing.
-            if confirmed or current.origin != "fresh":
+            if installed is None:
+                self._install(current.confirmed(self.clock))
+            elif confirmed or current.origin != "fresh":
                 self.store.swap(current.confirmed(self.clock))
             if current.origin == "fresh":
                 if by_source != self._persisted_sources:

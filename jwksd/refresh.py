@@ -126,15 +126,31 @@ class Refresher:
         return schedule.wait_s((state.due for state in self.states.values()), asyncio.get_running_loop().time())
 
     async def run(self) -> None:
-        """Refresh every source at once, then each when due or all when woken, until cancelled."""
-        woken = True
-        while True:
-            self._wake.clear()
-            await self.refresh(everything=woken)
-            woken = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.next_delay_s())
-                woken = True
+        """Refresh every source at once, then each when due or all when woken, until cancelled.
+
+        Beside the first refresh runs the start-up grace (its own task, cancelled with this one).
+        """
+        grace = asyncio.create_task(self._startup_grace(), name="jwksd-startup-grace")
+        try:
+            woken = True
+            while True:
+                self._wake.clear()
+                await self.refresh(everything=woken)
+                woken = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.next_delay_s())
+                    woken = True
+        finally:
+            grace.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await grace
+
+    async def _startup_grace(self) -> None:
+        """``startup_grace_s`` after start with nothing served, install the disk rung (the fetch goes on)."""
+        await asyncio.sleep(self.config.refresh.startup_grace_s)
+        if self.publisher.promote_standby("startup_grace"):
+            async with self._done:
+                self._done.notify_all()  # wait_until_served
 
     async def refresh(self, *, everything: bool = True) -> None:
         """One refresh of every source (or only the due ones), one swap of the served set, one log line."""

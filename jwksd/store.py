@@ -82,11 +82,16 @@ def build_snapshot(keys: tuple[Mapping[str, Any], ...], origin: Origin, clock: C
 
 
 class Store:
-    """Holds the current snapshot; readers take the reference, the refresh replaces it."""
+    """Holds the current snapshot; readers take the reference, the refresh replaces it.
+
+    ``standby`` is the disk rung (last-known-good or fallback) read at start and not installed yet:
+    requests get it while ``snapshot`` is None, readiness does not (see Publisher.restore).
+    """
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.snapshot: Snapshot | None = None
+        self.standby: Snapshot | None = None
         self.failing = False  # the latest refresh attempt failed
 
     def swap(self, snapshot: Snapshot) -> Snapshot | None:
@@ -103,7 +108,7 @@ class Store:
         """The X-JWKS-Source value: the snapshot's origin, or ``stale`` for a source set gone old or failing."""
         snapshot = self.snapshot
         if snapshot is None:
-            return None
+            return None if self.standby is None else self.standby.origin
         if snapshot.origin != "fresh":
             return snapshot.origin
         if self.failing or self.clock.monotonic() - snapshot.fetched_mono > max_age_s:

@@ -30,6 +30,7 @@ AWS_ERRORS: dict[str, tuple[int, str]] = {
 }
 NETWORK_FAULTS = ("latency", "reset", "truncated", "endless")
 FAULTS = (*AWS_ERRORS, *NETWORK_FAULTS)
+HOLD = "hold"  # not a fault of AWS's: each request waits for FaultProxy.released, then is forwarded
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"})
 
 
@@ -52,6 +53,7 @@ class FaultProxy:
         self.latency_s = latency_s  # beyond jwksd's read timeout, then forwarded
         self.endless_s = endless_s  # how long an endless response trickles before the proxy gives up
         self.attempts: list[Attempt] = []
+        self.released = asyncio.Event()  # ends the HOLD of every request held, and of those to come
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -92,6 +94,9 @@ class FaultProxy:
                                 headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": str(uuid.uuid4())})
         if fault == "latency":
             await asyncio.sleep(self.latency_s)
+            return await self._forward(request, body)
+        if fault == HOLD:
+            await self.released.wait()
             return await self._forward(request, body)
         if fault == "reset":
             _reset(request)

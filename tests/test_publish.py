@@ -61,12 +61,16 @@ async def test_same_content_keeps_bytes_and_only_a_success_confirms(clock: FakeC
 
 
 async def test_nothing_delivered_keeps_the_ladder_set(clock: FakeClock, tmp_path: Path) -> None:
-    """Until a source delivers, the fallback stays served; a failure only marks it so in the metrics."""
+    """The fallback stands by until the first fetch fails, is installed then, and stays until a source delivers."""
     fallback = tmp_path / "fallback.json"
     fallback.write_text(jwk_set(key(2)))
     pub = publisher(clock, fallback=fallback)
     assert await pub.restore() is None
+    standby = pub.store.standby
+    assert pub.store.snapshot is None and standby is not None and standby.kids == ("key-2",)
+    assert await pub.publish(None, failing=True) == ([], [], "fallback")
     installed = pub.store.snapshot
+    assert installed is standby and pub.store.standby is None
     assert await pub.publish(None, failing=True) == ([], [], "fallback")
     assert pub.store.snapshot is installed
 
@@ -94,7 +98,8 @@ async def test_failed_state_write_is_counted_and_the_set_served(clock: FakeClock
 
 
 async def test_restore_prefers_last_known_good_to_the_fallback(clock: FakeClock, tmp_path: Path) -> None:
-    """With both files present, last-known-good is served with its own times, and returned to seed the sources."""
+    """With both files present, last-known-good stands by with its own times, is served once promoted, and is
+    returned to seed the sources."""
     fallback = tmp_path / "fallback.json"
     fallback.write_text(jwk_set(key(2)))
     save_last_known_good(tmp_path, (key(0),), fetched_at=1_700_000_000.0, changed_at=1_600_000_000.0,
@@ -102,6 +107,8 @@ async def test_restore_prefers_last_known_good_to_the_fallback(clock: FakeClock,
     pub = publisher(clock, state_dir=tmp_path, fallback=fallback)
     lkg = await pub.restore()
     assert lkg is not None and lkg.sources["a"].kids == ("key-0",)
+    assert pub.store.snapshot is None and sample(pub, "jwksd_serving", source="last-known-good") == 0
+    assert pub.promote_standby("startup_grace") and not pub.promote_standby("startup_grace")
     snapshot = pub.store.snapshot
     assert snapshot is not None
     assert (snapshot.origin, snapshot.kids, snapshot.changed_at) == ("last-known-good", ("key-0",), 1_600_000_000.0)
@@ -201,13 +208,15 @@ async def test_state_file_written_atomically_and_valid(aiohttp_client: Any, secr
 
 
 async def test_derived_documents_follow_new_content_only(clock: FakeClock, tmp_path: Path) -> None:
-    """Each derived document is told of the fallback set at start and of each new set, not of confirmations."""
+    """Each derived document is told of the fallback set once installed and of each new set, not of confirmations."""
     fallback = tmp_path / "fallback.json"
     fallback.write_text(jwk_set(key(2)))
     pub = publisher(clock, fallback=fallback)
     told: list[tuple[str, ...]] = []
     pub.derived.append(lambda snapshot: told.append(snapshot.kids))
     await pub.restore()
+    assert told == []  # standing by is not serving
+    pub.promote_standby("startup_grace")
     await pub.publish({"a": (key(0),)}, failing=False)
     await pub.publish({"a": (key(0),)}, failing=False)
     await pub.publish({"a": (key(0),), "b": (key(1),)}, failing=False)
@@ -223,7 +232,7 @@ async def test_unservable_snapshot_never_installed_at_start(clock: FakeClock, tm
     pub = publisher(clock, state_dir=tmp_path, fallback=fallback)
     with structlog.testing.capture_logs() as logs:
         assert await pub.restore() is None
-    assert pub.store.snapshot is None  # so /readyz stays 503 and requests get 503, not 500
+    assert pub.store.snapshot is None and pub.store.standby is None  # /readyz 503 and requests 503, not 500
     assert sample(pub, "jwksd_state_errors_total", operation="read") == 2
     refused = [(e["event"], e["origin"], e["problem"]) for e in logs]
     problem = "changed_at 1e+20 cannot be written as a Last-Modified date (timestamp out of range for platform time_t)"

@@ -89,6 +89,9 @@ class RefreshConfig:
     retry_base_s: float = field(default=1.0, metadata=about(
         "after a failed refresh: capped exponential backoff with jitter"))
     retry_cap_s: float = field(default=60.0, metadata=about("the longest backoff (never longer than interval_s)"))
+    startup_grace_s: float = field(default=10.0, metadata=about(
+        "at start, last-known-good or fallback is served (and /readyz turns 200) only once the first fetch has "
+        "failed or this has passed without an answer", high=3600, env="JWKSD_STARTUP_GRACE_S"))
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,9 @@ class HttpCacheConfig:
 
     stale_while_revalidate_s: int = field(default=60, metadata=about("Cache-Control stale-while-revalidate", low=0))
     stale_if_error_s: int = field(default=86400, metadata=about("Cache-Control stale-if-error", low=0))
+    degraded_max_age_s: int = field(default=30, metadata=about(
+        "max-age of a last-known-good or fallback set (no stale-* then), so caches ask again soon after recovery",
+        low=0, env="JWKSD_DEGRADED_MAX_AGE_S"))
 
 
 @dataclass(frozen=True)
