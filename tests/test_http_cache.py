@@ -5,7 +5,8 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
-from jwksd.http_cache import accepts_gzip, etag_matches, not_modified_since
+from jwksd.config import Config, HttpCacheConfig, RefreshConfig
+from jwksd.http_cache import ConditionalGet, accepts_gzip, etag_matches, not_modified_since
 from jwksd.store import build_snapshot
 from tests.conftest import FakeClock, Secrets
 from tests.daemon_helpers import JWKS, get_jwks, sm_config, start
@@ -80,3 +81,19 @@ def test_accepts_gzip_reads_codings_and_q() -> None:
     """gzip, x-gzip and * count unless their q is 0 or unreadable; other codings do not."""
     assert [accepts_gzip(h) for h in ("gzip", "br, x-gzip", "*", "GZIP;q=0.5", "gzip;q=0", "gzip;q=x", "br", "")] == [
         True, True, True, True, False, False, False, False]
+
+
+def test_sets_read_from_disk_are_cached_briefly(clock: FakeClock) -> None:
+    """last-known-good and fallback get max-age of at most degraded_max_age_s and no stale-*; stale keeps the rest."""
+    config = Config(sources=(), refresh=RefreshConfig(interval_s=300, max_age_s=600),
+                    http_cache=HttpCacheConfig(stale_while_revalidate_s=60, stale_if_error_s=86400,
+                                               degraded_max_age_s=30))
+    snapshot = build_snapshot((key(0),), "last-known-good", clock)
+    get = ConditionalGet()
+    control = {source: get.headers(snapshot, config, source).plain_body["Cache-Control"]
+               for source in ("fresh", "stale", "last-known-good", "fallback")}
+    full = "public, max-age=600, stale-while-revalidate=60, stale-if-error=86400"
+    assert control == {"fresh": full, "stale": full, "last-known-good": "public, max-age=30",
+                       "fallback": "public, max-age=30"}
+    short = Config(sources=(), refresh=RefreshConfig(interval_s=10, max_age_s=20))  # never longer than max_age_s
+    assert get.headers(snapshot, short, "fallback").plain["Cache-Control"] == "public, max-age=20"
