@@ -79,10 +79,10 @@ def to_item(record: KeyRecord) -> dict[str, Any]:
 
 def from_item(item: Mapping[str, Any]) -> KeyRecord:
     """The record of a DynamoDB item; RotationError names the first thing wrong with it."""
-    version = _number(item, "version", "?")
-    label = f"registry item version {version}"
+    version = _number(item, "version", "registry item")
     if version is None:
-        raise RotationError("bad_item", f"{label}: no numeric version")
+        raise RotationError("bad_item", "registry item: no version")
+    label = f"registry item version {version}"
     strings: dict[str, str] = {}
     for name in _STRINGS:
         value = item.get(name, {}).get("S")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwksd.errors import RotationError
 from jwksd.jwk import thumbprint
@@ -66,11 +65,3 @@ def test_local_signatures_verify_with_pyjwt(key_spec: str, alg: str) -> None:
     signing_input = jwt.utils.base64url_encode(f'{{"alg":"{alg}"}}'.encode()) + b".e30"
     token = f"{signing_input.decode()}.{jwt.utils.base64url_encode(sign_local(private, alg, signing_input)).decode()}"
     assert jwt.api_jws.PyJWS().decode(token, jwt.PyJWK(jwk).key, algorithms=[alg]) == b"{}"
-
-
-def test_unsupported_public_keys_are_refused() -> None:
-    """A curve JWS cannot name (secp256k1 is not offered by rotation) is refused, not served."""
-    with pytest.raises(RotationError, match="unsupported_key"):
-        public_jwk(ec.generate_private_key(ec.SECP256K1()).public_key(), "ES256K")
-    with pytest.raises(RotationError, match="bad_public_key"):
-        jwk_from_spki(b"not der", "ES256")
