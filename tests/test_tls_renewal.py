@@ -164,40 +164,38 @@ def test_https_policy(daemon: Daemon, pair: tuple[Path, Path, Leaf]) -> None:
     assert served_serial(daemon, strong, None) == pair[2].serial
 
 
-def test_renewal_in_place_on_sighup(daemon: Daemon, ca: TestCA, pair: tuple[Path, Path, Leaf]) -> None:
-    """A pair rewritten in place is served to new connections after SIGHUP; an open keep-alive connection goes on."""
-    cert, key, first = pair
-    with KeepAlive(daemon) as held:
-        renewed = ca.issue(valid_days=20)
-        renewed.write(cert, key)
-        daemon.signal(signal.SIGHUP)
-        wait_until(lambda: served_serial(daemon) == renewed.serial, "the renewed certificate")
-        assert served_serial(daemon, server_name=None) == renewed.serial  # clients without SNI too
-        assert held.still_works() and held.serial == first.serial
-    assert daemon.metric("jwksd_tls_certificate_expiry_timestamp_seconds") == int(renewed.not_after.timestamp())
-    assert daemon.wait_event("tls_reloaded")["trigger"] == "SIGHUP"
-
-
-def test_renewal_by_symlink_swap_on_file_watch(tmp_path: Path, ca: TestCA) -> None:
-    """A symlink swap as Kubernetes and certbot make it is picked up by the file watch alone, refusing no request."""
+@pytest.mark.parametrize(("how", "trigger"), [("in_place", "SIGHUP"), ("in_place", "file_change"),
+                                              ("symlink_swap", "SIGHUP"), ("symlink_swap", "file_change")])
+def test_renewal_served_to_new_connections(tmp_path: Path, ca: TestCA, how: str, trigger: str) -> None:
+    """A pair renewed in place or by a symlink swap (as certbot and Kubernetes do) is served to new connections
+    after SIGHUP or the file watch alone; an open keep-alive connection goes on and no request is refused."""
     first, renewed = ca.issue(), ca.issue(valid_days=25)
     for name, leaf in (("v1", first), ("v2", renewed)):
         (tmp_path / name).mkdir()
         leaf.write(tmp_path / name / "tls.crt", tmp_path / name / "tls.key")
     (tmp_path / "live").symlink_to("v1")
     cert, key = tmp_path / "live" / "tls.crt", tmp_path / "live" / "tls.key"
-    with Daemon.from_toml(tmp_path, serving_sections(tmp_path, cert, key), tls=ca.client_context()) as daemon:
+    watch_s = 0.2 if trigger == "file_change" else 3600  # with SIGHUP, only the signal can load the new pair
+    sections = serving_sections(tmp_path, cert, key, tls_watch_interval_s=watch_s)
+    with Daemon.from_toml(tmp_path, sections, tls=ca.client_context()) as daemon:
         with KeepAlive(daemon) as held, Hammer(daemon) as hammer:
             wait_until(lambda: hammer.serials, "a first connection under the first pair")
-            (tmp_path / "next").symlink_to("v2")
-            os.replace(tmp_path / "next", tmp_path / "live")
+            if how == "in_place":
+                renewed.write(cert, key)
+            else:
+                (tmp_path / "next").symlink_to("v2")
+                os.replace(tmp_path / "next", tmp_path / "live")
+            if trigger == "SIGHUP":
+                daemon.signal(signal.SIGHUP)
             event = daemon.wait_event("tls_reloaded")
-            assert event["trigger"] == "file_change" and event["subject"] == "CN=localhost"
+            assert event["trigger"] == trigger and event["subject"] == "CN=localhost"
             wait_until(lambda: renewed.serial in hammer.serials, "a new connection under the renewed pair")
             assert served_serial(daemon) == renewed.serial
+            assert served_serial(daemon, server_name=None) == renewed.serial  # clients without SNI too
             assert held.still_works() and held.serial == first.serial
         assert hammer.failures == [] and first.serial in hammer.serials
         assert daemon.metric("jwksd_tls_reloads_total", outcome="applied") == 1
+        assert daemon.metric("jwksd_tls_certificate_expiry_timestamp_seconds") == int(renewed.not_after.timestamp())
 
 
 def test_broken_renewal_keeps_the_old_pair(daemon: Daemon, ca: TestCA, pair: tuple[Path, Path, Leaf]) -> None:
