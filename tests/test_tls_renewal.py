@@ -176,7 +176,9 @@ def test_renewal_served_to_new_connections(tmp_path: Path, ca: TestCA, how: str,
     (tmp_path / "live").symlink_to("v1")
     cert, key = tmp_path / "live" / "tls.crt", tmp_path / "live" / "tls.key"
     watch_s = 0.2 if trigger == "file_change" else 3600  # with SIGHUP, only the signal can load the new pair
-    sections = serving_sections(tmp_path, cert, key, tls_watch_interval_s=watch_s)
+    # Both event loops hand handshakes over: asyncio's for the SIGHUP cases, uvloop (auto) for the others.
+    loop = "asyncio" if trigger == "SIGHUP" else "auto"
+    sections = serving_sections(tmp_path, cert, key, tls_watch_interval_s=watch_s, event_loop=loop)
     with Daemon.from_toml(tmp_path, sections, tls=ca.client_context()) as daemon:
         with KeepAlive(daemon) as held, Hammer(daemon) as hammer:
             wait_until(lambda: hammer.serials, "a first connection under the first pair")
