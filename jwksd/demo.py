@@ -65,7 +65,7 @@ def run_demo(port: int = 8080) -> int:
             Name=SECRET_ID, SecretString=json.dumps({kid: jwk}))
         state_dir = tempfile.mkdtemp(prefix="jwksd-demo-")
         config = load_config(None, {
-            "JWKSD_LISTEN": f"127.0.0.1:{port}", "JWKSD_METRICS_LISTEN": "127.0.0.1:9464",
+            "JWKSD_LISTEN": f"127.0.0.1:{port}",
             "JWKSD_SECRET_ID": SECRET_ID, "JWKSD_REFRESH_INTERVAL_S": "30", "JWKSD_STATE_DIR": state_dir,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_REGION": REGION,
             "JWKSD_LOG_FORMAT": os.environ.get("JWKSD_LOG_FORMAT", "console"),
@@ -80,7 +80,7 @@ def run_demo(port: int = 8080) -> int:
               f"  the same moto serves KMS and DynamoDB, for the rotation walk-through (docs/rotation.md):\n"
               f"    export AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo "
               f"AWS_REGION={REGION}\n  JWKS: {url}\n"
-              f"  metrics: http://127.0.0.1:9464/metrics   health: http://127.0.0.1:{port}/health\n"
+              f"  metrics: http://{config.server.metrics_listen}/metrics   health: http://127.0.0.1:{port}/health\n"
               f"  sample JWT (RS256, kid {kid}):\n{token}\n"
               f"  verify it from another shell:\n    .venv/bin/python -c \"import jwt,sys; t=sys.argv[1]; "
               f"k=jwt.PyJWKClient('{url}').get_signing_key_from_jwt(t); "

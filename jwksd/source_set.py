@@ -107,11 +107,11 @@ class SourceSet:
 def built_from(config: Config, source_config: SourceConfig, *, shared: bool) -> tuple[object, ...]:
     """Every setting a built source keeps: when one of them changes, a reload builds the source anew.
 
-    The http source caps bodies at ``validation.max_document_bytes``; behind the shared cache a
+    The http and file sources cap documents at ``validation.max_document_bytes``; behind the shared cache a
     remote source also keeps ``refresh.interval_s`` and the validation limits it checks entries with.
     """
     kept: list[object] = [source_config]
-    if isinstance(source_config, HttpSourceConfig):
+    if isinstance(source_config, HttpSourceConfig | FileSourceConfig):
         kept.append(config.validation.max_document_bytes)
     if shared and not isinstance(source_config, FileSourceConfig):
         kept.extend([config.refresh.interval_s, config.validation])

@@ -10,8 +10,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from jwksd.config import Config, RefreshConfig, ValidationConfig
+from jwksd.config import (
+    Config,
+    FileSourceConfig,
+    HttpSourceConfig,
+    RefreshConfig,
+    SecretsManagerSourceConfig,
+    ValidationConfig,
+)
 from jwksd.reload import reload_config
+from jwksd.source_set import built_from
 from tests.conftest import HMAC_KEY, FakeClock, Secrets
 from tests.daemon_helpers import get_jwks, kids_of, metric, refresh_now, refresher_of, start
 from tests.keys import jwk_set, key
@@ -43,6 +51,20 @@ async def test_http_body_cap_follows_a_reload(aiohttp_client: Any, aiohttp_serve
     status, _, body = await get_jwks(client)
     assert (status, kids_of(body)) == (200, ["key-0"])
     assert metric(client, "jwksd_documents_rejected_total", reason="too_large") == 1
+
+
+async def test_file_size_cap_follows_a_reload(aiohttp_client: Any, tmp_path: Path) -> None:
+    """Raising validation.max_document_bytes by SIGHUP lets the file source read the file it refused before."""
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"keys": [key(0)], "padding": "x" * 6000}))
+    config = Config(sources=(FileSourceConfig(path=path),), validation=ValidationConfig(max_document_bytes=4096),
+                    refresh=RefreshConfig(interval_s=60.0, max_age_s=120.0, retry_base_s=0.05, retry_cap_s=0.2))
+    client = await start(aiohttp_client, config)
+    assert (await get_jwks(client))[0] == 503
+    assert await reload_config(client.server.app, reloaded(replace(config, validation=ValidationConfig())))
+    await refresh_now(client)
+    status, _, body = await get_jwks(client)
+    assert (status, kids_of(body)) == (200, ["key-0"])
 
 
 async def test_shared_source_follows_interval_and_limits(aiohttp_client: Any, secrets: Secrets, redis: RedisServer,
@@ -81,8 +103,6 @@ async def test_shared_source_follows_interval_and_limits(aiohttp_client: Any, se
 
 def test_built_from_names_what_each_source_keeps() -> None:
     """An http source keeps the body cap; behind the shared cache a remote source also keeps interval and limits."""
-    from jwksd.config import FileSourceConfig, HttpSourceConfig, SecretsManagerSourceConfig
-    from jwksd.source_set import built_from
 
     config = Config(sources=(), refresh=RefreshConfig(interval_s=30.0))
     http, sm, local = HttpSourceConfig(url="https://x/j"), SecretsManagerSourceConfig(secret_id="s"), \
@@ -90,4 +110,4 @@ def test_built_from_names_what_each_source_keeps() -> None:
     assert built_from(config, http, shared=False) == (http, 65536)
     assert built_from(config, sm, shared=False) == (sm,)
     assert built_from(config, sm, shared=True) == (sm, 30.0, config.validation)
-    assert built_from(config, local, shared=True) == (local,)
+    assert built_from(config, local, shared=True) == (local, 65536)

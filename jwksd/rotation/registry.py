@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jwksd.config.source_model import REGISTRY_TABLE
 from jwksd.errors import AwsError, RegistryConflict, RotationError
 from jwksd.registry import KeyRecord, RegistryReader, Status, to_item
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 # Also in config/jwksd-keys-table.json, for `aws dynamodb create-table --cli-input-json`.
 TABLE_DEFINITION: dict[str, Any] = {
-    "TableName": "jwksd-keys",
+    "TableName": REGISTRY_TABLE,
     "AttributeDefinitions": [{"AttributeName": "version", "AttributeType": "N"}],
     "KeySchema": [{"AttributeName": "version", "KeyType": "HASH"}],
     "BillingMode": "PAY_PER_REQUEST",

@@ -59,7 +59,7 @@ class Source(Protocol):
         ...
 
 
-async def open_source(config: SourceConfig, metrics: Metrics, *, max_document_bytes: int = 65536) -> Source:
+async def open_source(config: SourceConfig, metrics: Metrics, *, max_document_bytes: int) -> Source:
     """Create and connect the source that ``config`` describes (a larger body is cut short, a larger file refused)."""
     if isinstance(config, SecretsManagerSourceConfig):
         from jwksd.sources.secretsmanager import SecretsManagerSource

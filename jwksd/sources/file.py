@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from jwksd.config import FileSourceConfig
+from jwksd.config import FileSourceConfig, ValidationConfig
 from jwksd.errors import SourceError
 from jwksd.local_file import FileTooLarge, NotRegularFile, read_file
 from jwksd.sources import Document, Fetch
@@ -13,7 +13,8 @@ from jwksd.sources import Document, Fetch
 class FileSource:
     """Reads ``config.path`` (at most ``max_document_bytes``); any problem is a (retryable) fetch error."""
 
-    def __init__(self, config: FileSourceConfig, *, max_document_bytes: int = 65536) -> None:
+    def __init__(self, config: FileSourceConfig, *,
+                 max_document_bytes: int = ValidationConfig.max_document_bytes) -> None:
         self.name = config.name
         self.path = config.path
         self.max_document_bytes = max_document_bytes
