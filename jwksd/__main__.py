@@ -16,7 +16,7 @@ from jwksd import __version__
 from jwksd.config import ValidationConfig, load_config, load_validation_config
 from jwksd.errors import ConfigError, DocumentRejected, JwksdError
 from jwksd.log import configure_logging
-from jwksd.preflight import UVLOOP_MISSING, open_sources, preflight
+from jwksd.preflight import UVLOOP_MISSING, check_connection_budget, open_sources, preflight
 from jwksd.rotation.cli import add_keys_parser, run_keys
 from jwksd.validate import validate_document
 
@@ -101,8 +101,9 @@ def event_loop(setting: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | 
 def check_config(path: str | None) -> int:
     """Print every problem, or a one-line summary of what would run (a rotator's file needs no [source]).
 
-    A file with sources gets the preflight ``serve`` runs, and its sources are opened as ``serve``
-    opens them: exit 0 exactly when ``serve`` would start, and the same message when it would not.
+    A file with sources gets the preflight ``serve`` runs, its sources are opened as ``serve`` opens
+    them and its connection cap is fitted under the open-file limit: exit 0 exactly when ``serve``
+    would start, and the same message when it would not.
     """
     try:
         config = load_config(path, need_source=False)
@@ -115,6 +116,7 @@ def check_config(path: str | None) -> int:
     try:
         if config.sources:
             asyncio.run(open_sources(config))
+            check_connection_budget(config)
     except JwksdError as exc:
         print(f"jwksd: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE

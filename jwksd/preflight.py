@@ -71,6 +71,18 @@ async def open_sources(config: Config) -> None:
     await source_set.close()
 
 
+def check_connection_budget(config: Config) -> None:
+    """What serve's listeners check at start (check-config): the connection cap fits this process's open-file limit.
+
+    ConfigError naming the figures when it does not. The count of descriptors open at start is this
+    process's, so a cap within a few descriptors of the limit may pass here and not in ``serve``.
+    """
+    from jwksd.server import open_fd_count, open_file_limit, plan_budget
+
+    plan_budget(config.server.max_connections, nofile=open_file_limit(), open_fds=open_fd_count(),
+                metrics_listener=config.server.metrics_listen is not None)
+
+
 def _not_regular(path: Path) -> bool:
     """True when ``path`` exists and is not a regular file (a missing file is reported by the read)."""
     try:

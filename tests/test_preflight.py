@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import tomllib
@@ -197,3 +198,18 @@ def test_source_that_cannot_open_refused_alike(tmp_path: Path) -> None:
         result = subprocess.run([*SERVE[:-1], command, "--config", str(path)], env=env, capture_output=True,
                                 text=True, timeout=60, check=False)
         assert (command, result.returncode, result.stderr.splitlines()[-1]) == (command, 2, line)
+
+
+def test_connection_cap_over_the_file_limit_refused_alike(tmp_path: Path) -> None:
+    """Under 128 descriptors, max_connections = 1000 makes check-config and serve exit 2 with the same complaint."""
+    path = tmp_path / "jwksd.toml"
+    path.write_text(toml_config({**sm_sections("unused"), "server": {"listen": "127.0.0.1:0",
+                                                                     "max_connections": 1000}}))
+    complaint = re.compile(r"jwksd: cannot start: invalid configuration:\n  - server\.max_connections = 1000: the "
+                           r"open-file limit \(RLIMIT_NOFILE\) is 128: \d+ are open at start, .* which leaves \d+; "
+                           r"raise LimitNOFILE or `ulimit -n`, or lower server\.max_connections\n")
+    for command in ("check-config", "serve"):
+        result = subprocess.run(["prlimit", "--nofile=128:128", "--", *SERVE[:-1], command, "--config", str(path)],
+                                env={**base_env(), **DUMMY_AWS}, capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert result.returncode == 2 and complaint.search(result.stderr), (command, result.stderr)
