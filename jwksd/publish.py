@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -61,7 +62,7 @@ class Publisher:
         self.store = store
         self.metrics = metrics
         self.clock = clock
-        self._persisted_sources: dict[str, tuple[Key, ...]] | None = None
+        self._persisted: tuple[Path, dict[str, tuple[Key, ...]]] | None = None  # where, and what
         # Documents derived from the served keys (the OpenID discovery document): told of each new content,
         # in the same step as the swap, so no request sees the new set with a document of the old one.
         self.derived: list[Callable[[Snapshot], object]] = []
@@ -140,6 +141,43 @@ class Publisher:
         log.info("serving_from_disk", origin=standby.origin, kids=list(standby.kids), reason=reason)
         return True
 
+    async def reread_fallback(self) -> None:
+        """After a reload naming another fallback file: use it wherever the old one was, or would be, served.
+
+        Installed at once over an installed fallback; standing by while nothing is installed and no
+        last-known-good stands by. A file that cannot be used is logged and counted, and what is
+        served stays (the reload's preflight read it, so it changed since).
+        """
+        path = self.config.state.fallback_file
+        if path is None or not self._fallback_in_use():
+            return
+        try:
+            keys = (await read_fallback(path, self.config.validation)).keys
+        except StateError as exc:
+            self.metrics.state_errors.labels("read").inc()
+            log.error("fallback_skipped", message=str(exc))
+            return
+        snapshot = self.store.snapshot
+        if not self._fallback_in_use() or (snapshot is not None and same_keys(snapshot.keys, keys)):
+            return  # a refresh published while the file was read, or nothing changes
+        if snapshot is None:
+            if self._stand_by(build_snapshot(keys, "fallback", self.clock)):
+                log.info("standing_by", origin="fallback", kids=[str(k.get("kid", "")) for k in keys])
+            return
+        if not self._install(build_snapshot(keys, "fallback", self.clock,
+                                            changed_at=_next_change(snapshot, self.clock))):
+            self.metrics.state_errors.labels("read").inc()
+            return
+        self.metrics.keys_served.set(len(keys))
+        log.info("serving_from_disk", origin="fallback", kids=[str(k.get("kid", "")) for k in keys], reason="reload")
+
+    def _fallback_in_use(self) -> bool:
+        """The fallback file is installed, or would be: nothing installed and no last-known-good standing by."""
+        snapshot, standby = self.store.snapshot, self.store.standby
+        if snapshot is not None:
+            return snapshot.origin == "fallback"
+        return standby is None or standby.origin == "fallback"
+
     async def publish(self, shares: Mapping[str, tuple[Key, ...]] | None, *,
                       failing: bool) -> tuple[list[str], list[str], str | None]:
         """Serve the union of ``shares`` (each source's last good keys); persist it when it changed.
@@ -173,7 +211,7 @@ class Publisher:
             elif confirmed or current.origin != "fresh":
                 self.store.swap(current.confirmed(self.clock))
             if current.origin == "fresh":
-                if by_source != self._persisted_sources:
+                if (self.config.state.state_dir, by_source) != self._persisted:  # a reload may name a new dir
                     await self._persist(current.keys, current.fetched_at, current.changed_at, by_source)
                 return [], []
         # Serialising and gzipping 100 RSA-4096 keys takes 5-10 ms: in a thread, so requests do not wait.
@@ -200,7 +238,7 @@ class Publisher:
         try:
             await asyncio.to_thread(save_last_known_good, state_dir, keys, fetched_at=fetched_at,
                                     changed_at=changed_at, sources=by_source, accepted_at=dict(self.accepted_at))
-            self._persisted_sources = dict(by_source)
+            self._persisted = (state_dir, dict(by_source))
         except StateError as exc:
             self.metrics.state_errors.labels("write").inc()
             log.error("state_write_failed", message=str(exc))

@@ -46,6 +46,7 @@ class SourceState:
     failing: bool = False
     failures: int = 0  # consecutive failed fetches
     due: float = 0.0  # loop time of the next scheduled fetch
+    delay_s: float = 0.0  # from the last fetch to the next
     seeded: bool = False  # keys read back from last-known-good; the source has not delivered since start
 
 
@@ -169,6 +170,8 @@ class Refresher:
                 "kids": len(snapshot.kids) if snapshot else 0,
                 "served": served or "none",
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                # When each source asked here is asked again: the schedule in force, visible.
+                "next_s": {name: round(self.states[name].delay_s, 3) for name in outcomes},
             }
             if ok:
                 log.info("refresh", **fields)
@@ -220,8 +223,8 @@ class Refresher:
             outcome = "rejected_document"
             self._record_error(state, exc.reason, exc.detail)
         finally:
-            delay_s = schedule.fetch_delay_s(self.config.refresh, state.failures, self.rng, refresh_in_s)
-            state.due = asyncio.get_running_loop().time() + delay_s
+            state.delay_s = schedule.fetch_delay_s(self.config.refresh, state.failures, self.rng, refresh_in_s)
+            state.due = asyncio.get_running_loop().time() + state.delay_s
             self.metrics.refreshes.labels(source.name, outcome).inc()
             self.metrics.refresh_duration.labels(source.name).observe(time.perf_counter() - started)
         return outcome

@@ -1,10 +1,11 @@
 """SIGHUP: read the config file and environment again, and apply what can change in place.
 
-Applied without dropping a connection or the served set: the sources (re-opened only when their
-settings changed), refresh schedule, validation limits, cache headers, state paths and log level.
-Everything else (``[server]``: listeners, paths and limits; ``log.format``; any other section) is
-built once at start: a change is logged as needing a restart and the running value stays. An
-invalid config changes nothing; every problem is logged.
+Applied without dropping a connection or the served set: every setting not declared restart-only
+(see jwksd/config). Components read the config in force on each use (refresh schedule, validation
+in the loop, cache headers, budgets, state_dir), or are rebuilt when a setting they copied changes
+(the sources, see source_set.built_from; the fallback file while it is served). A
+restart-only setting keeps its running value and the reload names it. A config that preflight or
+opening a source refuses changes nothing; every problem is logged.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, METRICS, REFRESHER
-from jwksd.config import Config
+from jwksd.app import CONFIG, METRICS, PUBLISHER, REFRESHER
+from jwksd.config import Config, keep_restart_only, restart_required
 from jwksd.errors import ConfigError, JwksdError
 from jwksd.local_file import READ_TIMEOUT_S
 from jwksd.log import set_level
@@ -27,7 +28,6 @@ from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
 log = structlog.get_logger("jwksd.reload")
 
-LIVE = frozenset({"sources", "refresh", "http_cache", "state", "validation", "path"})
 # A change here means the next refresh may serve a different set: refresh at once.
 REFRESHING = frozenset({"sources", "refresh", "validation", "state"})
 
@@ -40,24 +40,19 @@ def _differences(name: str, old: Any, new: Any) -> list[str]:
 
 
 def plan(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
-    """What to apply: ``new`` with the start-only settings of ``old``; the live changes; the ignored ones."""
-    applied: dict[str, Any] = {}
+    """What to apply: ``new`` with the running value of each restart-only setting; the applied changes; the others.
+
+    Which settings need a restart is declared once, on the settings (``restart=True``, see jwksd/config).
+    systemd's part comes from the environment systemd gave the process, which a reload does not change.
+    """
+    restart = restart_required(old, new)
+    applied = replace(keep_restart_only(old, new), systemd=old.systemd)
     changed: list[str] = []
-    restart: list[str] = []
     for section in fields(Config):
-        before, after = getattr(old, section.name), getattr(new, section.name)
-        if before == after:
-            continue
-        if section.name in LIVE:
-            changed.extend(_differences(section.name, before, after) if section.name != "sources" else ["sources"])
-        elif section.name == "log":
-            applied["log"] = replace(after, format=before.format)
-            changed.extend(["log.level"] if before.level != after.level else [])
-            restart.extend(["log.format"] if before.format != after.format else [])
-        else:
-            applied[section.name] = before
-            restart.extend(_differences(section.name, before, after))
-    return replace(new, **applied), changed, restart
+        before, after = getattr(old, section.name), getattr(applied, section.name)
+        if before != after:
+            changed.extend(["sources"] if section.name == "sources" else _differences(section.name, before, after))
+    return applied, changed, restart
 
 
 async def _preflight(config: Config) -> list[str]:
@@ -88,10 +83,12 @@ async def reload_config(app: web.Application, load: Callable[[], Config]) -> boo
         log.warning("preflight_warning", problem=warning)
     if restart:
         log.warning("reload_needs_restart", settings=restart,
-                    detail="listeners, paths and the log format are set at start: restart to change them")
+                    detail="set at start (marked (restart) in the example config): restart to change them")
     previous = refresher.source_set
     await refresher.reconfigure(new, source_set)
     await previous.close_retired(source_set)
+    if "state.fallback_file" in changed:
+        await app[PUBLISHER].reread_fallback()
     metrics.prepare(sorted(new.server.paths), [s.name for s in new.sources], DROP_REASONS, REJECT_REASONS)
     metrics.set_budgets(new.refresh)
     set_level(new.log.level)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,36 @@ async def test_unservable_fresh_set_keeps_the_served_one(clock: FakeClock, tmp_p
                              "of range)")]
     saved = load_last_known_good(tmp_path, ValidationConfig(), now=1.8e9)
     assert saved is not None and saved.keyset.kids == ("key-0",)  # the refused set was not written either
+
+
+async def test_a_new_state_dir_gets_the_set_at_the_next_publish(clock: FakeClock, tmp_path: Path) -> None:
+    """After a reload names another state_dir, the next refresh writes there even though the set is unchanged."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pub = publisher(clock, state_dir=tmp_path / "a")
+    await pub.publish({"a": (key(0),)}, failing=False)
+    pub.live.current = replace(pub.config, state=StateConfig(state_dir=tmp_path / "b"))
+    await pub.publish({"a": (key(0),)}, failing=False)
+    saved = load_last_known_good(tmp_path / "b", ValidationConfig(), now=clock.time())
+    assert saved is not None and saved.keyset.kids == ("key-0",)
+
+
+async def test_reread_fallback_replaces_only_a_served_fallback(clock: FakeClock, tmp_path: Path) -> None:
+    """A reload naming another fallback file: it stands by while nothing is served, replaces a served fallback, and
+    never fresh keys."""
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(jwk_set(key(1)))
+    second.write_text(jwk_set(key(2)))
+    pub = publisher(clock)
+    pub.live.current = replace(pub.config, state=StateConfig(fallback_file=first))
+    await pub.reread_fallback()
+    assert pub.store.snapshot is None and pub.store.standby is not None and pub.store.standby.kids == ("key-1",)
+    assert pub.promote_standby("source_failed")
+    pub.live.current = replace(pub.config, state=StateConfig(fallback_file=second))
+    await pub.reread_fallback()
+    assert pub.store.snapshot is not None and (pub.store.snapshot.origin, pub.store.snapshot.kids) == (
+        "fallback", ("key-2",))
+    await pub.publish({"a": (key(0),)}, failing=False)
+    pub.live.current = replace(pub.config, state=StateConfig(fallback_file=first))
+    await pub.reread_fallback()
+    assert pub.store.snapshot is not None and pub.store.snapshot.kids == ("key-0",)
