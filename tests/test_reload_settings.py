@@ -107,6 +107,11 @@ def staleness(row: Row, value: float) -> None:
     wait_until(lambda: json.loads(row.daemon.get("/health")[2])["status"] == expected, f"/health {expected}")
 
 
+def degraded(row: Row, value: int) -> None:
+    """A set from disk (the fallback, the source failing) is cached for degraded_max_age_s only."""
+    assert cache_control(row) == f"public, max-age={value}"
+
+
 def swr(row: Row, value: int) -> None:
     assert f"stale-while-revalidate={value}," in cache_control(row)
 
@@ -203,6 +208,7 @@ class Case:
     refresh: dict[str, Any] = field(default_factory=dict)  # [refresh] besides interval_s = 3600, jitter = 0
     source: dict[str, Any] = field(default_factory=dict)  # replaces the Secrets Manager [source]
     shared_cache: bool = False
+    fallback: bool = False  # state.fallback_file names a valid one-key file
     ready: bool = True  # the daemon serves a set before the reload
 
 
@@ -217,6 +223,7 @@ CASES = [
     Case("refresh.max_staleness_s", 86400, 1, staleness),
     Case("http_cache.stale_while_revalidate_s", 60, 5, swr),
     Case("http_cache.stale_if_error_s", 86400, 7, sie),
+    Case("http_cache.degraded_max_age_s", 30, 5, degraded, document=None, fallback=True),
     Case("state.state_dir", "a", "b", state_dir),
     Case("state.fallback_file", None, "fallback.json", fallback, document=None, ready=False),
     Case("validation.max_document_bytes", 4096, 65536, document_bytes, document=None, ready=False,
@@ -281,6 +288,8 @@ def sections_for(case: Case, value: Any, row_env: dict[str, Any]) -> dict[str, d
         "refresh": {"interval_s": 3600, "max_age_s": 3600, "jitter": 0.0, **case.refresh},
         "log": {"level": "info"},
     }
+    if case.fallback:
+        sections["state"] = {"fallback_file": str(row_env["workdir"] / "fallback.json")}
     if case.shared_cache:
         sections["shared_cache"] = {"url": row_env["redis"], "namespace": row_env["namespace"],
                                     "hmac_key_file": str(row_env["workdir"] / "hmac.key")}

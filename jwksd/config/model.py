@@ -91,7 +91,8 @@ class RefreshConfig:
     retry_cap_s: float = field(default=60.0, metadata=about("the longest backoff (never longer than interval_s)"))
     startup_grace_s: float = field(default=10.0, metadata=about(
         "at start, last-known-good or fallback is served (and /readyz turns 200) only once the first fetch has "
-        "failed or this has passed without an answer", high=3600, env="JWKSD_STARTUP_GRACE_S"))
+        "failed or this has passed without an answer", high=3600, env="JWKSD_STARTUP_GRACE_S",
+        restart=True))  # it only acts while the first fetch runs, which a reload waits for
 
 
 @dataclass(frozen=True)
