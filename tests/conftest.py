@@ -14,6 +14,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from tests.tls_ca import TestCA
+
 REGION = "us-east-1"
 
 
@@ -121,6 +123,12 @@ def closed_endpoint() -> str:
 
 
 HMAC_KEY = b"k" * 40  # the shared cache's HMAC key in tests
+
+
+@pytest.fixture(scope="module")
+def ca() -> TestCA:
+    """A test certificate authority for the module (tests/tls_ca.py): root, intermediate, localhost leaves."""
+    return TestCA()
 
 
 @pytest.fixture(scope="module")

@@ -56,11 +56,6 @@ class Nginx:
             self.process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA()
-
-
 def kids(body: bytes) -> list[str]:
     return [key["kid"] for key in json.loads(body)["keys"]]
 

@@ -12,11 +12,6 @@ from jwksd.tls import file_signature, key_file_problem, load_pair
 from tests.tls_ca import TestCA
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA()
-
-
 def pair_files(tmp_path: Path, ca: TestCA, **issue: object) -> tuple[Path, Path]:
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
     ca.issue(**issue).write(cert, key)  # type: ignore[arg-type]

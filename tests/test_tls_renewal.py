@@ -25,11 +25,6 @@ from tests.signing import signing_key
 from tests.tls_ca import Leaf, TestCA
 
 
-@pytest.fixture(scope="module")
-def ca() -> TestCA:
-    return TestCA()
-
-
 def serving_sections(tmp_path: Path, cert: Path, key: Path, **server: object) -> dict[str, dict[str, object]]:
     """A file source with one RSA key, TLS from ``cert`` and ``key``, a long keep-alive and a quick file watch."""
     keys = tmp_path / "keys.json"
