@@ -11,8 +11,8 @@ aiohttp speaks HTTP; each accepted socket is first wrapped in a :class:`Guard`, 
   does not read, which is 4 MB of kernel memory per hostile connection and hundreds of answers to
   write before its writes stall (and it can be cut or evicted).
 
-Pipelining is bounded by aiohttp itself: it parses at most 32 requests ahead of the one being
-answered, then stops reading the socket until the queue drains (web_protocol.MAX_MSG_QUEUE_SIZE).
+Pipelining is bounded by aiohttp itself: with one request being answered it parses at most 31
+more, then stops reading the socket until they drain (web_protocol.MAX_MSG_QUEUE_SIZE, 32).
 """
 
 from __future__ import annotations

@@ -27,11 +27,20 @@ async def body(_: web.Request) -> web.Response:
     return web.Response(body=BODY)
 
 
+HELD = asyncio.Event()  # released at the end of the test that holds a request
+
+
+async def held(_: web.Request) -> web.Response:
+    await HELD.wait()
+    return web.Response(body=b"held")
+
+
 @asynccontextmanager
 async def guarded(max_connections: int) -> AsyncIterator[tuple[Listener, int, Metrics]]:
     """A one-route app behind a GuardedSite on 127.0.0.1: its listener, port and metrics."""
     app = web.Application()
     app.router.add_get("/", body)
+    app.router.add_get("/held", held)
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=BOUND_S)
     await runner.setup()
     assert runner.server is not None
@@ -172,3 +181,23 @@ def test_unit_limit_fits_the_default_cap(moto_endpoint: str, tmp_path: Path) -> 
         limits = running.wait_event("connection_limits")
     assert limits["open_file_limit"] == limit
     assert limits["max_connections"] == DEFAULT_MAX_CONNECTIONS
+
+
+async def test_pipelining_is_bounded_while_a_request_is_answered() -> None:
+    """While one request is being answered, 31 more are parsed at most and the socket is no longer read.
+
+    The bound is aiohttp's (web_protocol.MAX_MSG_QUEUE_SIZE), read here from its private state: this
+    fails if an aiohttp upgrade drops the bound jwksd/server.py relies on.
+    """
+    async with guarded(max_connections=4) as (listener, port, _):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /held HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 1000)
+        try:
+            await until(lambda: any(g.handler is not None and g.handler._buffer_paused for g in listener.open),
+                        "the connection to stop being read")
+            (guard,) = listener.open
+            assert guard.handler is not None
+            assert (guard.handler._request_count, len(guard.handler._messages)) == (32, 31)
+        finally:
+            HELD.set()
+            writer.close()
