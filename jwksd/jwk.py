@@ -31,7 +31,7 @@ DropReason = Literal[
     "rsa_roca", "ec_bad_curve", "ec_bad_coordinate", "ec_not_on_curve",
     "okp_bad_curve", "okp_bad_x", "okp_unexpected_y", "ed25519_not_on_curve", "ed25519_small_order",
     "xdh_small_order",
-    "bad_x5c", "x5c_mismatch", "bad_x5t", "x5t_mismatch", "bad_x5u", "crypto_rejected",
+    "bad_x5c", "x5c_mismatch", "bad_x5t", "x5t_mismatch", "bad_x5u", "crypto_rejected", "revoked",
 ]
 DROP_REASONS: tuple[str, ...] = get_args(DropReason)
 

@@ -27,11 +27,11 @@ if TYPE_CHECKING:
 
     from jwksd.aws import Client
 
-Status = Literal["pending", "active", "retired", "expired"]
-STATUSES: tuple[Status, ...] = ("pending", "active", "retired", "expired")
+Status = Literal["pending", "active", "retired", "expired", "revoked"]
+STATUSES: tuple[Status, ...] = ("pending", "active", "retired", "expired", "revoked")
 PUBLISHED: tuple[Status, ...] = ("pending", "active", "retired")
 _STRINGS = ("kid", "status", "backend", "key_ref", "alg", "key_spec")
-_TIMES = ("created", "publish_from", "activated", "retired", "expires", "expired")
+_TIMES = ("created", "publish_from", "first_published", "activated", "retired", "expires", "expired", "revoked")
 # crv -> (curve class, coordinate and R/S size in bytes)
 CURVES: dict[str, tuple[type[ec.EllipticCurve], int]] = {
     "P-256": (ec.SECP256R1, 32), "P-384": (ec.SECP384R1, 48), "P-521": (ec.SECP521R1, 66)}
@@ -56,6 +56,10 @@ class KeyRecord:
     expires: int | None = None  # retired + retire_grace_s, fixed when the key retires
     expired: int | None = None
     public_jwk: dict[str, Any] | None = None  # local backend only; KMS keys are asked of KMS
+    # When a publish that holds the key was confirmed (secret written, every verify URL serving it);
+    # promotion counts publish_ahead_s from here, never from publish_from (the item's write).
+    first_published: int | None = None
+    revoked: int | None = None  # `jwksd keys revoke`: never published or signed with again
 
 
 def published(records: Iterable[KeyRecord]) -> list[KeyRecord]:
@@ -104,7 +108,8 @@ def from_item(item: Mapping[str, Any]) -> KeyRecord:
         version=version, kid=strings["kid"], status=strings["status"], backend=strings["backend"],
         key_ref=strings["key_ref"], alg=strings["alg"], key_spec=strings["key_spec"],
         created=times["created"], publish_from=times["publish_from"], activated=times["activated"],
-        retired=times["retired"], expires=times["expires"], expired=times["expired"], public_jwk=public)
+        retired=times["retired"], expires=times["expires"], expired=times["expired"], public_jwk=public,
+        first_published=times["first_published"], revoked=times["revoked"])
 
 
 def _number(item: Mapping[str, Any], name: str, label: str) -> int | None:

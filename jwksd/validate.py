@@ -93,13 +93,20 @@ def _validate(data: bytes, config: ValidationConfig) -> KeySet:
     dropped: list[DroppedKey] = []
     for map_kid, entry in entries:
         try:
-            served.append(public_jwk(entry, config, map_kid=map_kid))
+            served.append(_not_revoked(public_jwk(entry, config, map_kid=map_kid), config))
         except KeyDropped as exc:
             dropped.append(DroppedKey(kid=_reported_kid(map_kid, entry), reason=exc.reason, detail=exc.detail))
     if not served:
         reasons = ", ".join(sorted({drop.reason for drop in dropped}))
         _reject("no_valid_keys", f"all {len(dropped)} entries were dropped ({reasons})")
     return KeySet(keys=tuple(sorted(served, key=_order)), dropped=tuple(dropped))
+
+
+def _not_revoked(key: dict[str, Any], config: ValidationConfig) -> dict[str, Any]:
+    """``key`` unless its kid or thumbprint is in ``revoked_kids`` (checked after every other rule)."""
+    if config.revoked_kids and (key.get("kid") in config.revoked_kids or thumbprint(key) in config.revoked_kids):
+        raise KeyDropped("revoked", "the key is listed in validation.revoked_kids")
+    return key
 
 
 def _entries(document: Any, config: ValidationConfig) -> list[tuple[str | None, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,7 +20,7 @@ from jwksd.errors import ConfigError
 from jwksd.reload import plan, reload_config
 from tests.conftest import REGION, Secrets, free_port
 from tests.daemon_helpers import JWKS, get_jwks, kids_of, metric, refresh_now, sm_config, start, wait_refreshes
-from tests.daemon_process import Daemon, base_env
+from tests.daemon_process import Daemon, base_env, sm_sections, wait_until
 from tests.keys import jwk_set, rsa_jwk, rsa_key
 
 
@@ -177,3 +178,30 @@ def test_sighup_reloads_a_running_daemon(secrets: Secrets, tmp_path: Path) -> No
         assert daemon.stop() == 0
     finally:
         daemon.kill()
+
+
+def test_revoked_kids_on_sighup_and_after_a_restart_with_aws_down(secrets: Secrets, tmp_path: Path) -> None:
+    """revoked_kids + SIGHUP drops a kid still in the secret; restarted with AWS down, last-known-good omits it."""
+    secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "k1"), rsa_jwk(rsa_key(1), "leaked")))
+    state_dir, before = tmp_path / "state", tmp_path / "state-before-revocation"
+    state_dir.mkdir()
+    sections = {**sm_sections(secret), "state": {"state_dir": str(state_dir)}}
+    with Daemon.from_toml(tmp_path, sections, endpoint=secrets.endpoint) as daemon:
+        assert daemon.kids() == {"k1", "leaked"}
+        wait_until(lambda: any(state_dir.iterdir()), "the last-known-good file")
+        shutil.copytree(state_dir, before)
+        (tmp_path / "jwksd.toml").write_text((tmp_path / "jwksd.toml").read_text()
+                                             + '[validation]\nrevoked_kids = ["leaked"]\n')
+        daemon.signal(signal.SIGHUP)
+        assert daemon.wait_event("reload_applied")["changed"] == ["validation.revoked_kids"]
+        wait_until(lambda: daemon.kids() == {"k1"}, "the revoked kid to leave the served set")
+        dropped = daemon.wait_event("key_dropped")
+        assert (dropped["kid"], dropped["reason"]) == ("leaked", "revoked")
+        assert daemon.metric("jwksd_keys_dropped_total", reason="revoked") >= 1
+    assert "leaked" in "".join(path.read_text() for path in before.iterdir())  # the old state still holds it
+    shutil.rmtree(state_dir)
+    shutil.copytree(before, state_dir)
+    down = f"http://127.0.0.1:{free_port()}"
+    with Daemon.from_toml(tmp_path, {**sections, "validation": {"revoked_kids": ["leaked"]}}, endpoint=down) as daemon:
+        assert daemon.kids() == {"k1"}
+        assert daemon.wait_event("serving_from_disk")["kids"] == ["k1"]

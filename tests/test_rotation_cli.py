@@ -44,13 +44,14 @@ def test_table_dry_run_and_list(rotator: tuple[str, str], capsys: pytest.Capture
     code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T08:00:00Z", "--dry-run")
     assert (code, out) == (0, "would create v1 state=pending promotable_from=2027-01-15T08:25:00Z\n")
     assert run(capsys, "keys", "list", "--config", path, "--json")[:2] == (0, "[]\n")
-    code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T09:00+01:00")
+    code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T09:00+01:00",
+                       "--clock-override")
     assert code == 0 and out.startswith("created v1 kid=")
     code, out, _ = run(capsys, "keys", "list", "--config", path)
     header, row = out.splitlines()
     assert header.split() == ["VERSION", "STATUS", "KID", "ALG", "CREATED", "ACTIVATED", "RETIRED", "EXPIRES"]
     assert row.split()[:2] == ["1", "pending"] and row.split()[3:] == ["ES256", "2027-01-15T08:00:00Z", "-", "-", "-"]
-    code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T08:10:00Z")
+    code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T08:10:00Z", "--clock-override")
     assert out == "nothing to do: no active key, next change due 2027-01-15T08:25:00Z\n"
 
 
@@ -60,8 +61,8 @@ def test_sign_refusals(rotator: tuple[str, str], capsys: pytest.CaptureFixture[s
     run(capsys, "keys", "init-table", "--config", path)
     code, _, err = run(capsys, "keys", "sign", "--config", path, "--claims", "{}")
     assert code == 1 and err.startswith(f"jwksd keys sign: no_active_key: {table} has no active key yet")
-    run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T08:00:00Z")
-    run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T09:00:00Z")
+    run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T08:00:00Z", "--clock-override")
+    run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T09:00:00Z", "--clock-override")
     code, _, err = run(capsys, "keys", "sign", "--config", path, "--claims", "{}", "--ttl-s", "601")
     assert (code, err) == (1, "jwksd keys sign: bad_ttl: --ttl-s 601: expected 1 to rotation.max_token_lifetime_s "
                               "(600), which the retire grace period is computed from\n")

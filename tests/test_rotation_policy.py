@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jwksd.registry import KeyRecord, published
-from jwksd.rotation.policy import Create, Expire, Policy, Promote, inconsistencies, plan
+from jwksd.rotation.policy import Create, Expire, Plan, Policy, Promote, inconsistencies, plan
 
 DAY = 86400
 POLICY = Policy(rotate_every_s=30 * DAY, publish_ahead_s=1500, retire_grace_s=2 * DAY)
@@ -17,7 +17,7 @@ POLICY = Policy(rotate_every_s=30 * DAY, publish_ahead_s=1500, retire_grace_s=2 
 def record(version: int, status: str, created: int, **times: int) -> KeyRecord:
     return KeyRecord(version=version, kid=f"kid-{version}", status=status, backend="kms",  # type: ignore[arg-type]
                      key_ref=f"arn:{version}", alg="ES256", key_spec="ECC_NIST_P256", created=created,
-                     publish_from=created, **times)
+                     publish_from=created, first_published=created, **times)
 
 
 def apply(records: list[KeyRecord], now: int, policy: Policy) -> list[KeyRecord]:
@@ -45,15 +45,23 @@ def test_pending_waits_for_publish_ahead() -> None:
     pending = record(1, "pending", 1000)
     assert plan([pending], 1000 + 1499, POLICY).actions == ()
     assert plan([pending], 1000 + 1499, POLICY).next_due == 2500
-    assert plan([pending], 1000 + 1500, POLICY).actions == (Promote(pending, None),)
+    assert plan([pending], 1000 + 1500, POLICY).actions == (Promote(pending, None), Create(2))
 
 
-def test_next_key_is_created_publish_ahead_before_due() -> None:
-    """The successor appears publish_ahead_s before the active key is due, and not earlier."""
+def test_pending_unconfirmed_is_never_promoted() -> None:
+    """A pending key whose publish was never confirmed waits, however long ago it was written."""
+    pending = replace(record(1, "pending", 1000), first_published=None)
+    assert plan([pending], 1000 + 30 * DAY, POLICY) == Plan((), None)
+    confirmed = replace(pending, first_published=20 * DAY)
+    assert plan([confirmed], 20 * DAY + 1499, POLICY).next_due == 20 * DAY + 1500
+
+
+def test_next_key_is_created_right_after_each_promotion() -> None:
+    """A next key is published at once beside an active key without one, and in the step of each promotion."""
     active = record(1, "active", 0, activated=0)
-    due = 30 * DAY
-    assert plan([active], due - 1501, POLICY).actions == ()
-    assert plan([active], due - 1500, POLICY).actions == (Create(2),)
+    assert plan([active], 1, POLICY).actions == (Create(2),)
+    pending = record(2, "pending", 10)
+    assert plan([active, pending], 30 * DAY, POLICY).actions == (Promote(pending, active), Create(3))
 
 
 def test_promotion_waits_for_the_active_key_to_be_due() -> None:
@@ -61,15 +69,15 @@ def test_promotion_waits_for_the_active_key_to_be_due() -> None:
     active = record(1, "active", 0, activated=0)
     pending = record(2, "pending", 10)
     assert plan([active, pending], 30 * DAY - 1, POLICY).actions == ()
-    assert plan([active, pending], 30 * DAY, POLICY).actions == (Promote(pending, active),)
+    assert plan([active, pending], 30 * DAY, POLICY).actions == (Promote(pending, active), Create(3))
 
 
 def test_retired_keys_expire_at_their_expiry() -> None:
     """A retired key expires at retired + grace (fixed when it retired), not a second earlier."""
     retired = record(1, "retired", 0, activated=0, retired=100, expires=100 + 2 * DAY)
-    active = record(2, "active", 50, activated=100)
-    assert plan([retired, active], 100 + 2 * DAY - 1, POLICY).actions == ()
-    assert plan([retired, active], 100 + 2 * DAY, POLICY).actions == (Expire(retired),)
+    active, pending = record(2, "active", 50, activated=100), record(3, "pending", 100)
+    assert plan([retired, active, pending], 100 + 2 * DAY - 1, POLICY).actions == ()
+    assert plan([retired, active, pending], 100 + 2 * DAY, POLICY).actions == (Expire(retired),)
 
 
 def test_published_set_and_inconsistencies() -> None:
@@ -97,6 +105,7 @@ def test_invariants_hold_for_any_schedule(gaps: list[int], ahead: int, grace: in
         actives = [r for r in records if r.status == "active"]
         bootstrapped = bootstrapped or bool(actives)
         assert len(actives) == (1 if bootstrapped else 0)
+        assert len([r for r in records if r.status == "pending"]) == 1  # a next key is always published
         for r in records:
             if r.activated is not None:
                 assert r.activated >= r.publish_from + policy.publish_ahead_s

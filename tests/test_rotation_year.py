@@ -155,7 +155,7 @@ async def test_rotation_through_a_published_secret(aiohttp_client: Any, moto_end
     assert (await cli(capsys, "keys", "init-table", "--config", path)) == (0, f"created: table {base.table}\n")
 
     async def step(at: int) -> list[str]:
-        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--now", iso(at))
+        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--clock-override", "--now", iso(at))
         assert code == 0, out
         return out.splitlines()
 
@@ -166,20 +166,26 @@ async def test_rotation_through_a_published_secret(aiohttp_client: Any, moto_end
                     refresh=RefreshConfig(interval_s=INTERVAL_S, max_age_s=MAX_AGE_S))
     client = await start(aiohttp_client, daemon)
     lines = await step(T0 + PUBLISH_AHEAD_S)
-    assert lines[0].startswith("activated v1 kid=")
-    assert lines[1] == f"unchanged: {secret_id} already holds the 1 published keys"
+    assert lines[0].startswith("activated v1 kid=") and lines[1].startswith("created v2 kid=")
+    assert lines[2].startswith(f"published 2 keys to {secret_id}: ") and lines[3].startswith("confirmed v2 kid=")
     signed_1 = T0 + PUBLISH_AHEAD_S
     token_1 = (await cli(capsys, "keys", "sign", "--config", path, "--claims", '{"sub": "svc"}', "--now",
                          iso(signed_1), "--ttl-s", "600"))[1].strip()
     due = signed_1 + 10 * DAY
-    assert (await step(due - PUBLISH_AHEAD_S))[0].startswith("created v2")
+    lines = await step(due - 1)  # the next key, v2, has been published since v1 was promoted
+    assert lines[0].startswith("nothing to do: active v1 kid=") and lines[0].endswith(f"next change due {iso(due)}")
+    assert lines[1:] == [f"unchanged: {secret_id} already holds the 2 published keys"]
     await refresh_now(client)
     lines = await step(due)
     rows = json.loads((await cli(capsys, "keys", "list", "--config", path, "--json"))[1])
-    assert [(row["version"], row["status"]) for row in rows] == [(1, "retired"), (2, "active")]
-    assert lines == [f"activated v2 kid={rows[1]['kid']}",
-                     f"retired v1 kid={rows[0]['kid']} expires={iso(due + GRACE_S)}",
-                     f"unchanged: {secret_id} already holds the 2 published keys"]
+    assert [(row["version"], row["status"]) for row in rows] == [(1, "retired"), (2, "active"), (3, "pending")]
+    kids = f"{rows[2]['kid']},{rows[1]['kid']},{rows[0]['kid']}"
+    assert lines[:3] == [f"activated v2 kid={rows[1]['kid']}",
+                         f"retired v1 kid={rows[0]['kid']} expires={iso(due + GRACE_S)}",
+                         f"created v3 kid={rows[2]['kid']} state=pending key={rows[2]['key_ref']} "
+                         f"promotable_from={iso(due + PUBLISH_AHEAD_S)}"]
+    assert lines[3:] == [f"published 3 keys to {secret_id}: {kids}",
+                         f"confirmed v3 kid={rows[2]['kid']} promotable_from={iso(due + PUBLISH_AHEAD_S)}"]
     token_2 = (await cli(capsys, "keys", "sign", "--config", path, "--claims", '{"sub": "svc"}', "--now",
                          iso(due)))[1].strip()
     await refresh_now(client)
@@ -188,10 +194,10 @@ async def test_rotation_through_a_published_secret(aiohttp_client: Any, moto_end
         assert verify(Token(0, kid, "RS256", token), served)["sub"] == "svc"
     lines = await step(due + GRACE_S)
     assert lines == [f"expired v1 kid={rows[0]['kid']} deletion_in_days=7",
-                     f"published 1 keys to {secret_id}: {rows[1]['kid']}"]
+                     f"published 2 keys to {secret_id}: {rows[2]['kid']},{rows[1]['kid']}"]
     await refresh_now(client)
     served = json.loads((await get_jwks(client))[2])
-    assert [key["kid"] for key in served["keys"]] == [rows[1]["kid"]]
+    assert {key["kid"] for key in served["keys"]} == {rows[1]["kid"], rows[2]["kid"]}
     assert verify(Token(0, rows[1]["kid"], "RS256", token_2), served)["exp"] == due + 3600
     assert key_state(moto_endpoint, rows[0]["key_ref"]) == "PendingDeletion"
 
@@ -211,17 +217,19 @@ async def test_verify_url_holds_promotion(aiohttp_client: Any, moto_endpoint: st
         await rotate(ring, T0)
         client = await start(aiohttp_client, daemon)  # serves version 1, pending
         url = str(client.make_url("/.well-known/jwks.json"))
-        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--now", iso(T0 + PUBLISH_AHEAD_S),
-                              "--verify-url", url)
+        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--clock-override", "--now",
+                              iso(T0 + PUBLISH_AHEAD_S), "--verify-url", url)
         assert (code, out.split()[0]) == (0, "activated")
         due = T0 + PUBLISH_AHEAD_S + 10 * DAY
         await rotate(ring, due - PUBLISH_AHEAD_S)  # version 2 pending; the daemon has not refreshed since
         pending = single(await ring.registry.records(), "pending")
         assert pending is not None
-        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--now", iso(due), "--verify-url", url)
+        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--clock-override", "--now", iso(due),
+                              "--verify-url", url)
         assert code == 1
         assert out == f"held v2 kid={pending.kid} reason='the pending kid is not served there' url={url}\n"
         assert single(await ring.registry.records(), "pending") == pending
         await refresh_now(client)
-        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--now", iso(due), "--verify-url", url)
+        code, out = await cli(capsys, "keys", "rotate", "--config", path, "--clock-override", "--now", iso(due),
+                              "--verify-url", url)
         assert code == 0 and out.startswith(f"activated v2 kid={pending.kid}\nretired v1")

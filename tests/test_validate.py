@@ -208,6 +208,18 @@ def test_dropped_kid_only_when_usable() -> None:
     assert [(d.kid, d.reason) for d in keyset.dropped] == [("ok", "bad_kty"), (None, "bad_kid"), (None, "bad_kid")]
 
 
+def test_revoked_kids_drop_by_kid_or_thumbprint() -> None:
+    """A key whose kid or thumbprint is in revoked_kids is dropped with reason revoked; all revoked rejects."""
+    by_kid, by_print, kept = key("leaked"), key("other"), key("kept")
+    document = encode({"keys": [by_kid, by_print, kept]})
+    keyset = accept(document, revoked_kids=("leaked", thumbprint(by_print)))
+    assert keyset.kids == ("kept",)
+    assert [(d.kid, d.reason, d.detail) for d in keyset.dropped] == [
+        ("leaked", "revoked", "the key is listed in validation.revoked_kids"),
+        ("other", "revoked", "the key is listed in validation.revoked_kids")]
+    assert rejected(encode({"keys": [by_kid]}), revoked_kids=("leaked",)) == "no_valid_keys"
+
+
 def test_entry_not_object() -> None:
     """A JWK Set entry that is not an object is dropped without a kid."""
     keyset = accept(encode({"keys": [key(), "k", 5, None, []]}))

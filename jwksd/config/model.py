@@ -129,6 +129,9 @@ class ValidationConfig:
     require_thumbprint_kid: bool = field(default=False, metadata=about(
         "kid must equal the RFC 7638 SHA-256 thumbprint"))
     allow_secp256k1: bool = field(default=False, metadata=about("serve keys on the secp256k1 curve"))
+    revoked_kids: tuple[str, ...] = field(default=(), metadata=about(
+        "never served, whatever the origin (a kid or an RFC 7638 thumbprint); reason revoked",
+        example=("3uE1eCq3Xy9vQ3T0b2ZsHn7d0mYgXW0c3p3pSl4yC9Q",)))
 
 
 @dataclass(frozen=True)

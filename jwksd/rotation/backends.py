@@ -34,6 +34,14 @@ class Backend(Protocol):
         """A JWS signature (raw R‖S for ECDSA) over ``data`` with the recorded key."""
         ...
 
+    async def check_usable(self, record: KeyRecord) -> None:
+        """RotationError unless the key can sign now and its public key still has the recorded kid."""
+        ...
+
+    async def disable(self, key_ref: str) -> None:
+        """Make the key unusable at once (KMS DisableKey; nothing more for a secret, which destroy removes)."""
+        ...
+
     async def destroy(self, key_ref: str, window_days: int) -> None:
         """Schedule the key's deletion after ``window_days``; done already counts as done."""
         ...

@@ -1,4 +1,4 @@
-"""``jwksd keys ...``: init-table, rotate, list, publish, sign. Argument parsing here; the work in the step modules.
+"""``jwksd keys ...``: init-table, rotate, promote, revoke, list, publish, sign. Parsing here; the work elsewhere.
 
 Each command reads only the [rotation] section (and [refresh], which its policy is checked
 against), so a rotator host needs no [source]. Change lines go to stdout, logs to stderr.
@@ -12,6 +12,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,10 +34,21 @@ def add_keys_parser(commands: Any) -> None:
 
     command("init-table", "create the DynamoDB registry table (config/jwksd-keys-table.json)")
     rotate = command("rotate", "one idempotent step of the key lifecycle")
-    rotate.add_argument("--now", help="act as if it were this ISO 8601 time (default: the clock)")
     rotate.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     rotate.add_argument("--verify-url", action="append", default=[], metavar="URL",
                         help="promote only once this JWKS URL serves the pending kid (repeatable)")
+    promote = command("promote", "promote the next key now (refused before it was published publish_ahead_s)")
+    promote.add_argument("--emergency", action="store_true",
+                         help="promote even so: verifiers may reject its tokens for up to refresh.max_age_s")
+    revoke = command("revoke", "unpublish a key now, disable it, schedule its deletion; promote the next if active")
+    revoke.add_argument("kid", help="the kid of the key to revoke (jwksd keys list)")
+    revoke.add_argument("--emergency", action="store_true",
+                        help="an active key: promote the next one even if not yet published publish_ahead_s")
+    for changing in (rotate, promote, revoke):
+        changing.add_argument("--now", help="act as if it were this ISO 8601 time (with --dry-run, or "
+                                            "--clock-override for tests and drills; default: the clock)")
+        changing.add_argument("--clock-override", action="store_true",
+                              help="allow --now outside --dry-run (tests and drills only)")
     listing = command("list", "the keys, their states and times")
     listing.add_argument("--json", action="store_true", help="one JSON array")
     publish = command("publish", "write the published keys to a Secrets Manager secret when they changed")
@@ -75,13 +87,17 @@ def run_keys(args: argparse.Namespace) -> int:
     try:
         config, rotation = load_rotation(args.config)
         now = parse_now(getattr(args, "now", None))
+        if args.keys_command in ("rotate", "promote", "revoke") and args.now is not None and not (
+                getattr(args, "dry_run", False) or args.clock_override):
+            raise ConfigError([f"--now = {args.now!r}: changes keys at a time that is not the clock's; allowed "
+                               "with --dry-run, or with --clock-override (tests and drills only)"])
         claims = _claims(args.claims) if args.keys_command == "sign" else {}
     except ConfigError as exc:
         print(f"jwksd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(config.log.level, config.log.format, stream=sys.stderr)
     try:
-        return asyncio.run(_run(args, rotation, now, claims))
+        return asyncio.run(_run(args, rotation, now, claims, config.refresh.max_age_s))
     except (RotationError, AwsError) as exc:
         print(f"jwksd keys {args.keys_command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -97,9 +113,10 @@ def _claims(text: str) -> dict[str, Any]:
     return claims
 
 
-async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claims: dict[str, Any]) -> int:
+async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claims: dict[str, Any],
+               max_age_s: float) -> int:
+    from jwksd.rotation.incident import promote_now, revoke
     from jwksd.rotation.keyring import open_keyring
-    from jwksd.rotation.publish import publish
     from jwksd.rotation.rotate import rotate
     from jwksd.rotation.sign import sign_jwt
 
@@ -113,18 +130,40 @@ async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claim
             created = await ring.registry.create_table()
             print(f"{'created' if created else 'exists already'}: table {config.table}")
         elif command == "rotate":
-            result = await rotate(ring, now, dry_run=args.dry_run, verify_urls=[*config.verify_urls, *args.verify_url])
-            print("\n".join(result.lines))
+            verify_urls = [*config.verify_urls, *args.verify_url]
+            result = await rotate(ring, now, dry_run=args.dry_run, verify_urls=verify_urls)
+            print("\n".join(result.lines), flush=True)
             if config.publish_secret_id and not args.dry_run:
-                print(await publish(ring, config.publish_secret_id))
+                await _publish(ring, config.publish_secret_id, now, verify_urls)
             return EXIT_FAILED if result.held else EXIT_OK
+        elif command in ("promote", "revoke"):
+            result = await (promote_now(ring, now, emergency=args.emergency, max_age_s=max_age_s)
+                            if command == "promote" else
+                            revoke(ring, args.kid, now, emergency=args.emergency, max_age_s=max_age_s))
+            print("\n".join(result.lines), flush=True)
+            if config.publish_secret_id:
+                await _publish(ring, config.publish_secret_id, now, config.verify_urls)
         elif command == "list":
             _print_records(await ring.registry.records(), as_json=args.json)
         elif command == "publish" and secret_id:
-            print(await publish(ring, secret_id))
+            await _publish(ring, secret_id, now, config.verify_urls)
         elif command == "sign":
             print(await sign_jwt(ring, claims, now=now, ttl_s=args.ttl_s))
     return EXIT_OK
+
+
+async def _publish(ring: Any, secret_id: str, now: int, verify_urls: Sequence[str]) -> None:
+    """Publish, then confirm the pending key published; a failed publish confirms nothing and fails the run."""
+    from jwksd.rotation.publish import confirm_published, publish
+
+    try:
+        print(await publish(ring, secret_id), flush=True)
+    except AwsError as exc:
+        detail = str(exc).rstrip(".")
+        raise RotationError("publish_failed", f"{secret_id}: {detail}. No key was confirmed published; the next run "
+                                              "retries, and no promotion counts from this one") from exc
+    for line in await confirm_published(ring, now, verify_urls=verify_urls):
+        print(line)
 
 
 def _print_records(records: Any, *, as_json: bool) -> None:
@@ -132,6 +171,7 @@ def _print_records(records: Any, *, as_json: bool) -> None:
 
     rows = [{"version": r.version, "status": r.status, "kid": r.kid, "alg": r.alg, "backend": r.backend,
              "key_ref": r.key_ref, "created": iso(r.created), "publish_from": iso(r.publish_from),
+             "first_published": iso(r.first_published), "revoked": iso(r.revoked),
              "activated": iso(r.activated), "retired": iso(r.retired), "expires": iso(r.expires),
              "expired": iso(r.expired)} for r in records]
     if as_json:

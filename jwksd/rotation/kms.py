@@ -62,6 +62,28 @@ class KmsBackend:
             KeyId=record.key_ref, Message=data, MessageType="RAW", SigningAlgorithm=algorithm))
         return jws_signature(record.alg, bytes(response["Signature"]))
 
+    async def check_usable(self, record: KeyRecord) -> None:
+        key_id = record.key_ref.rpartition(":key/")[2] or record.key_ref
+        described = await self.kms.call("DescribeKey", lambda kms: kms.describe_key(KeyId=key_id))
+        state = described["KeyMetadata"].get("KeyState")
+        if state != "Enabled":
+            raise RotationError("key_unusable", f"registry version {record.version} kid={record.kid}: its KMS key "
+                                                f"is {state}, not Enabled; it was not promoted")
+        await self.public_jwk(record)  # kid_mismatch when the key behind the ARN is not the recorded one
+
+    async def disable(self, key_ref: str) -> None:
+        key_id = key_ref.rpartition(":key/")[2] or key_ref
+        try:
+            await self.kms.call("DisableKey", lambda kms: kms.disable_key(KeyId=key_id))
+        except AwsError as exc:
+            if exc.code == "NotFoundException":
+                return
+            if exc.code == "KMSInvalidStateException":
+                described = await self.kms.call("DescribeKey", lambda kms: kms.describe_key(KeyId=key_id))
+                if described["KeyMetadata"].get("KeyState") in ("Disabled", "PendingDeletion"):
+                    return  # unusable already
+            raise
+
     async def destroy(self, key_ref: str, window_days: int) -> None:
         # By key id: the rotator made the key in its own region, and moto resolves only ids here.
         key_id = key_ref.rpartition(":key/")[2] or key_ref

@@ -61,6 +61,12 @@ class LocalBackend:
         check_kid(public_jwk(private.public_key(), record.alg), record)
         return sign_local(private, record.alg, data)
 
+    async def check_usable(self, record: KeyRecord) -> None:
+        await self.sign(record, b"jwksd: the private key can sign")  # reads it and checks its kid
+
+    async def disable(self, key_ref: str) -> None:
+        return None  # the private JWK is only in its secret, which destroy deletes at once
+
     async def destroy(self, key_ref: str, window_days: int) -> None:
         try:
             await self.secrets.call("DeleteSecret", lambda secrets: secrets.delete_secret(

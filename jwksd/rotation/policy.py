@@ -1,9 +1,10 @@
 """The key lifecycle as pure functions of the registry's records and ``now`` (unix seconds).
 
-A step expires retired keys past their grace, promotes the pending key once it has been published
-for ``publish_ahead_s`` and the active key is due, or creates the pending key when the active one
-is due within ``publish_ahead_s``. The very first key is created pending like every other, so no
-key ever signs before verifiers have had it for ``publish_ahead_s``.
+A step expires retired keys past their grace; promotes the pending key once it has been published
+for ``publish_ahead_s`` (counted from ``first_published``, recorded only after a confirmed publish)
+and the active key is due; and creates a pending key whenever there is none, so right after each
+promotion a next key is published and an emergency promotion never uses a key verifiers lack.
+The very first key is created pending like every other.
 """
 
 from __future__ import annotations
@@ -77,19 +78,29 @@ def single(records: Iterable[KeyRecord], status: Status) -> KeyRecord | None:
     return next((r for r in records if r.status == status), None)
 
 
+def promotable_from(pending: KeyRecord, policy: Policy) -> int | None:
+    """When ``pending`` will have been published for ``publish_ahead_s``; None until a publish is confirmed."""
+    return None if pending.first_published is None else pending.first_published + policy.publish_ahead_s
+
+
 def plan(records: Sequence[KeyRecord], now: int, policy: Policy) -> Plan:
     """The actions due at ``now``, in the order they are applied."""
     actions: list[Action] = [Expire(r) for r in records
                              if r.status == "retired" and r.expires is not None and now >= r.expires]
     active, pending = single(records, "active"), single(records, "pending")
-    due = active.activated + policy.rotate_every_s if active and active.activated is not None else None
-    if pending is not None:
-        ready = pending.publish_from + policy.publish_ahead_s
-        if now >= ready and (due is None or now >= due):
-            actions.append(Promote(pending, active))
-    elif due is None or now >= due - policy.publish_ahead_s:
-        actions.append(Create(max((r.version for r in records), default=0) + 1))
+    following = max((r.version for r in records), default=0) + 1
+    if pending is None:
+        actions.append(Create(following))  # bootstrap, or the next key missing beside the active one
+    elif due_to_promote(pending, active, now, policy):
+        actions += [Promote(pending, active), Create(following)]  # the next key published right away
     return Plan(tuple(actions), _next_due(records, policy))
+
+
+def due_to_promote(pending: KeyRecord, active: KeyRecord | None, now: int, policy: Policy) -> bool:
+    """Whether ``pending`` has been published ``publish_ahead_s`` and ``active`` (if any) served ``rotate_every_s``."""
+    ready = promotable_from(pending, policy)
+    due = active.activated + policy.rotate_every_s if active and active.activated is not None else None
+    return ready is not None and now >= ready and (due is None or now >= due)
 
 
 def _next_due(records: Sequence[KeyRecord], policy: Policy) -> int | None:
@@ -98,7 +109,7 @@ def _next_due(records: Sequence[KeyRecord], policy: Policy) -> int | None:
     active, pending = single(records, "active"), single(records, "pending")
     due = active.activated + policy.rotate_every_s if active and active.activated is not None else None
     if pending is not None:
-        times.append(max(pending.publish_from + policy.publish_ahead_s, due or 0))
-    elif due is not None:
-        times.append(due - policy.publish_ahead_s)
+        ready = promotable_from(pending, policy)
+        if ready is not None:  # else the next publish is due: it is retried at every step
+            times.append(max(ready, due or 0))
     return min(times) if times else None

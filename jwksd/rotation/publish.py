@@ -1,17 +1,25 @@
 """``jwksd keys publish``: the published keys (pending, active, retired) as a JWK Set in a Secrets Manager secret.
 
 Written only when it changed, so the secret's versions mark the rotation's steps and a daemon
-reading it serves exactly the registry's published set.
+reading it serves exactly the registry's published set. Only after a publish succeeded is the
+pending key's ``first_published`` recorded: a failed publish holds its promotion back.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from typing import Any
+
+import aiohttp
+import structlog
 
 from jwksd.errors import AwsError, RotationError
 from jwksd.registry import KeyRecord, check_kid, published
 from jwksd.rotation.keyring import Keyring
+
+log = structlog.get_logger("jwksd.rotation")
 
 
 async def published_jwks(ring: Keyring) -> list[dict[str, Any]]:
@@ -53,3 +61,47 @@ async def publish(ring: Keyring, secret_id: str) -> str:
     await secrets.call("PutSecretValue", lambda sm: sm.put_secret_value(SecretId=secret_id,
                                                                         SecretString=json.dumps(document)))
     return f"published {len(keys)} keys to {secret_id}: {kids}"
+
+
+VERIFY_TIMEOUT_S = 10.0
+
+
+async def confirm_published(ring: Keyring, now: int, *, verify_urls: Sequence[str] = (),
+                            records: Sequence[KeyRecord] | None = None) -> list[str]:
+    """Record ``first_published`` = ``now`` on the pending key not yet confirmed, once every verify URL serves it.
+
+    Called only after a publish succeeded (or, on the dynamodb source, with the registry itself
+    served): promotion counts ``publish_ahead_s`` from this time, so a failed publish delays it.
+    """
+    lines = []
+    for record in records if records is not None else await ring.registry.records():
+        if record.status != "pending" or record.first_published is not None:
+            continue
+        reasons = [(url, reason) for url in verify_urls if (reason := await not_served(url, record.kid))]
+        if reasons:
+            url, reason = reasons[0]
+            lines.append(f"unconfirmed v{record.version} kid={record.kid} reason='{reason}' url={url}")
+            log.warning("key_publish_unconfirmed", version=record.version, kid=record.kid, reason=reason, url=url)
+            continue
+        await ring.registry.confirm_published(record, now)
+        promotable = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + ring.policy.publish_ahead_s))
+        lines.append(f"confirmed v{record.version} kid={record.kid} promotable_from={promotable}")
+        log.info("key_publish_confirmed", version=record.version, kid=record.kid)
+    return lines
+
+
+async def not_served(url: str, kid: str) -> str | None:
+    """Why ``url`` does not serve ``kid`` (None when it does)."""
+    try:
+        timeout = aiohttp.ClientTimeout(total=VERIFY_TIMEOUT_S)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
+            if response.status != 200:
+                return f"HTTP {response.status}"
+            document = json.loads(await response.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return f"cannot fetch: {type(exc).__name__}"
+    except ValueError:
+        return "not JSON"
+    keys = document.get("keys") if isinstance(document, dict) else None
+    kids = {key.get("kid") for key in keys if isinstance(key, dict)} if isinstance(keys, list) else set()
+    return None if kid in kids else "the pending kid is not served there"

@@ -41,14 +41,26 @@ class Registry(RegistryReader):
         await self._write(f"adding version {record.version}", "PutItem", lambda db: db.put_item(
             TableName=self.table, Item=to_item(record), ConditionExpression="attribute_not_exists(version)"))
 
-    async def promote(self, pending: KeyRecord, active: KeyRecord | None, now: int, grace_s: int) -> None:
-        """Activate ``pending`` and retire ``active`` at ``now`` in one transaction."""
+    async def promote(self, pending: KeyRecord, active: KeyRecord | None, now: int, grace_s: int, *,
+                      revoke: bool = False) -> None:
+        """Activate ``pending`` and retire ``active`` (revoke it, with ``revoke``) at ``now`` in one transaction."""
         items = [self._update(pending, "pending", {"status": "active", "activated": now})]
         if active is not None:
-            items.append(self._update(active, "active", {"status": "retired", "retired": now,
-                                                         "expires": now + grace_s}))
+            items.append(self._update(active, "active", {"status": "revoked", "revoked": now} if revoke else
+                                      {"status": "retired", "retired": now, "expires": now + grace_s}))
         await self._write(f"activating version {pending.version}", "TransactWriteItems",
                           lambda db: db.transact_write_items(TransactItems=items))
+
+    async def confirm_published(self, record: KeyRecord, now: int) -> None:
+        """Record that a publish holding the pending key ``record`` was confirmed at ``now``."""
+        update = self._update(record, "pending", {"first_published": now})["Update"]
+        await self._write(f"confirming version {record.version} published", "UpdateItem",
+                          lambda db: db.update_item(**update))
+
+    async def revoke(self, record: KeyRecord, now: int) -> None:
+        """Mark a pending or retired key revoked (an active one is revoked by ``promote(..., revoke=True)``)."""
+        update = self._update(record, record.status, {"status": "revoked", "revoked": now})["Update"]
+        await self._write(f"revoking version {record.version}", "UpdateItem", lambda db: db.update_item(**update))
 
     async def expire(self, record: KeyRecord, now: int) -> None:
         """Mark a retired key expired."""

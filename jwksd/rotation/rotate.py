@@ -6,22 +6,20 @@ rotator acted first: the step re-reads, checks the registry is consistent, and s
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import structlog
 
 from jwksd.errors import RegistryConflict, RotationError
 from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Create, Expire, Plan, Promote, inconsistencies, plan, single
+from jwksd.rotation.publish import confirm_published, not_served
 
 log = structlog.get_logger("jwksd.rotation")
-VERIFY_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -48,7 +46,11 @@ def iso(at: int | float | None) -> str:
 
 async def rotate(ring: Keyring, now: int, *, dry_run: bool = False, verify_urls: Sequence[str] = ()) -> StepResult:
     """Apply every action due at ``now`` (none when ``dry_run``: the lines then say what would happen)."""
-    records = await _consistent_records(ring)
+    records = await consistent_records(ring)
+    if not ring.config.publish_secret_id and not dry_run:
+        # The registry is what is served: a pending key written before first_published existed counts from now.
+        await confirm_published(ring, now, records=records)
+        records = await consistent_records(ring)
     steps = plan(records, now, ring.policy)
     result = StepResult()
     try:
@@ -56,20 +58,23 @@ async def rotate(ring: Keyring, now: int, *, dry_run: bool = False, verify_urls:
             if isinstance(action, Expire):
                 await _expire(ring, action.record, now, result, dry_run)
             elif isinstance(action, Promote):
-                await _promote(ring, action, now, result, dry_run, verify_urls=verify_urls)
+                await promote_key(ring, action, now, result, dry_run, verify_urls=verify_urls)
+                if result.held:
+                    break  # the pending key stays the next key
             elif isinstance(action, Create):
-                await _create(ring, action.version, now, result, dry_run)
+                await create_key(ring, action.version, now, result, dry_run)
     except RegistryConflict as exc:
         result.conflict = True
         result.lines.append(f"conflict: {exc.message}; re-read it, nothing more to do")
         log.warning("key_rotation_conflict", message=exc.message)
-        await _consistent_records(ring)
+        await consistent_records(ring)
     if not steps.actions:
         result.lines.append(_idle(records, steps))
     return result
 
 
-async def _consistent_records(ring: Keyring) -> list[KeyRecord]:
+async def consistent_records(ring: Keyring) -> list[KeyRecord]:
+    """The registry's records; RotationError when no rotator could have produced them."""
     records = await ring.registry.records()
     problems = inconsistencies(records)
     if problems:
@@ -93,23 +98,28 @@ async def _expire(ring: Keyring, record: KeyRecord, now: int, result: StepResult
     result.say("would expire" if dry_run else "expired", record, deletion_in_days=window)
 
 
-async def _promote(ring: Keyring, action: Promote, now: int, result: StepResult, dry_run: bool, *,
-                   verify_urls: Sequence[str]) -> None:
+async def promote_key(ring: Keyring, action: Promote, now: int, result: StepResult, dry_run: bool = False, *,
+                      verify_urls: Sequence[str] = (), revoke: bool = False) -> None:
+    """Activate the pending key (checked usable first) and retire, or with ``revoke`` revoke, the active one."""
     pending, active = action.pending, action.active
     for url in verify_urls:
-        reason = await _not_served(url, pending.kid)
+        reason = await not_served(url, pending.kid)
         if reason is not None:
             result.held = True
             result.say("held", pending, error=True, reason=f"'{reason}'", url=url)
             return
     if not dry_run:
-        await ring.registry.promote(pending, active, now, ring.policy.retire_grace_s)
+        await ring.backend_for(pending).check_usable(pending)
+        await ring.registry.promote(pending, active, now, ring.policy.retire_grace_s, revoke=revoke)
     result.say("would activate" if dry_run else "activated", pending)
-    if active is not None:
+    if active is not None and revoke:
+        result.say("revoked", active)
+    elif active is not None:
         result.say("would retire" if dry_run else "retired", active, expires=iso(now + ring.policy.retire_grace_s))
 
 
-async def _create(ring: Keyring, version: int, now: int, result: StepResult, dry_run: bool) -> None:
+async def create_key(ring: Keyring, version: int, now: int, result: StepResult, dry_run: bool = False) -> None:
+    """Make a key and record it pending under ``version`` (its deletion scheduled if another rotator won)."""
     ready = iso(now + ring.policy.publish_ahead_s)
     if dry_run:
         result.say("would create", version, state="pending", promotable_from=ready)
@@ -117,27 +127,12 @@ async def _create(ring: Keyring, version: int, now: int, result: StepResult, dry
     new = await ring.backend.create(version)
     record = KeyRecord(version=version, kid=new.jwk["kid"], status="pending", backend=ring.backend.name,
                        key_ref=new.key_ref, alg=ring.config.alg, key_spec=ring.config.key_spec, created=now,
-                       publish_from=now, public_jwk=new.jwk if new.store_public else None)
+                       publish_from=now, public_jwk=new.jwk if new.store_public else None,
+                       # Served at once by the dynamodb source; a published secret must first hold it.
+                       first_published=None if ring.config.publish_secret_id else now)
     try:
         await ring.registry.add(record)
     except RegistryConflict:
         await ring.backend.destroy(new.key_ref, ring.config.deletion_window_days)  # never recorded, never used
         raise
     result.say("created", record, state="pending", key=new.key_ref, promotable_from=ready)
-
-
-async def _not_served(url: str, kid: str) -> str | None:
-    """Why ``url`` does not serve ``kid`` (None when it does)."""
-    try:
-        timeout = aiohttp.ClientTimeout(total=VERIFY_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
-            if response.status != 200:
-                return f"HTTP {response.status}"
-            document = json.loads(await response.read())
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        return f"cannot fetch: {type(exc).__name__}"
-    except ValueError:
-        return "not JSON"
-    keys = document.get("keys") if isinstance(document, dict) else None
-    kids = {key.get("kid") for key in keys if isinstance(key, dict)} if isinstance(keys, list) else set()
-    return None if kid in kids else "the pending kid is not served there"
