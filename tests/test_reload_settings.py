@@ -157,6 +157,10 @@ def secp256k1(row: Row, value: bool) -> None:
     assert served(row) == (["k1", "key-0"] if value else ["key-0"])
 
 
+def revoked_kids(row: Row, value: tuple[str, ...]) -> None:
+    assert served(row) == (["key-0"] if value else ["key-0", "key-1"])
+
+
 def log_level(row: Row, value: str) -> None:
     """SIGUSR1's info line ("refresh_requested", written before the refresh runs) appears only at info or below."""
     count = len(row.daemon.events("refresh_requested"))
@@ -234,6 +238,7 @@ CASES = [
     Case("validation.require_thumbprint_kid", False, True, thumbprint_kid,
          document=jwk_set(key(0), dict(key(1), kid=THUMBPRINT))),
     Case("validation.allow_secp256k1", False, True, secp256k1, document=jwk_set(key(0), secp256k1_jwk())),
+    Case("validation.revoked_kids", (), ("key-1",), revoked_kids, document=jwk_set(key(0), key(1))),
     Case("log.level", "info", "warning", log_level),
     Case("sources", "first", "second", sources),
     Case("refresh.interval_s", 3600, 100, shared_interval, shared_cache=True),

@@ -89,7 +89,8 @@ class Section:
             return default
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        # A list whose default is empty may be empty too (revoked_kids cleared again, no verify_urls).
+        if not isinstance(value, list) or (not value and default) or not all(isinstance(v, str) and v for v in value):
             self.problem(key, value, "a non-empty list of strings")
             return default
         return tuple(value)
