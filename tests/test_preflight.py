@@ -36,10 +36,12 @@ def fallback(content: str | None, *, directory: bool = False) -> Case:
     return make
 
 
-def shared_cache(key: bytes | None) -> Case:
+def shared_cache(key: bytes | None, *, directory: bool = False) -> Case:
     def make(work: Path) -> dict[str, dict[str, Any]]:
         path = work / "hmac.key"
-        if key is not None:
+        if directory:
+            path.mkdir()
+        elif key is not None:
             path.write_bytes(key)
         return {"shared_cache": {"url": "redis://127.0.0.1:9/0", "hmac_key_file": str(path)}}
     return make
@@ -72,6 +74,8 @@ BAD = {
                          "shared_cache.hmac_key_file = '{w}/hmac.key': cannot be read (No such file or directory)"),
     "hmac key short": (shared_cache(b"short\n"),
                        "shared_cache.hmac_key_file = '{w}/hmac.key': expected at least 32 bytes of key, found 5"),
+    "hmac key a directory": (shared_cache(None, directory=True),
+                             "shared_cache.hmac_key_file = '{w}/hmac.key': expected a regular file"),
     "shared cache without hmac key or opt-out": (lambda work: {"shared_cache": {"url": "redis://127.0.0.1:9/0"}},
                                                  "shared_cache.hmac_key_file = None: expected the path of a key file "
                                                  "(32 bytes or more, the same on every replica), or "
