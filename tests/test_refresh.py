@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from jwksd.config import Config, FileSourceConfig, SecretsManagerSourceConfig, S
 from jwksd.errors import StateError
 from jwksd.state import LKG_NAME, load_last_known_good, save_last_known_good
 from tests.conftest import REGION, Secrets
-from tests.daemon_helpers import get_jwks, health_of, kids_of, refresh_now, sm_config, start
+from tests.daemon_helpers import get_jwks, health_of, kids_of, refresh_now, refresher_of, sm_config, start
 from tests.keys import jwk_set, key
 
 
@@ -132,3 +132,22 @@ def test_accepted_fetch_times_survive_in_last_known_good(tmp_path: Path) -> None
     assert loaded is not None and loaded.accepted_at == {"ok": 5.0}
     assert loaded.skipped == ("source 'aws': accepted_at = 1e+20: expected a time before the file was written",
                               "source 'idp': accepted_at = soon: expected a time before the file was written")
+
+
+async def test_status_is_replaced_whole_after_each_refresh(aiohttp_client: Any, secrets: Secrets,
+                                                           tmp_path: Path) -> None:
+    """Readers hold a frozen status that a later refresh never changes; the refresher swaps in a new one."""
+    disk = tmp_path / "keys.json"
+    disk.write_text(jwk_set(key(1)))
+    client = await start(aiohttp_client, two_sources(secrets.endpoint, secrets.create(jwk_set(key(0))), disk))
+    refresher = refresher_of(client)
+    before = refresher.status
+    disk.unlink()
+    await refresh_now(client)
+    after = refresher.status
+    assert after is not before and after.completed == before.completed + 1
+    assert [(s.name, s.failing, s.last_error) for s in before.sources] == [("aws", False, None), ("disk", False, None)]
+    assert [(s.name, s.failing) for s in after.sources] == [("aws", False), ("disk", True)]
+    assert after.sources[1].last_error is not None and after.sources[1].last_error.code == "file_unreadable"
+    with pytest.raises(FrozenInstanceError):
+        before.sources[1].failing = True  # type: ignore[misc]
