@@ -9,14 +9,13 @@ metrics listener's /health is the same document with those messages and the Redi
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
 
 from jwksd.config import LiveConfig
-from jwksd.status import ErrorInfo, RefreshStatus, SourceStatus
+from jwksd.status import ErrorInfo, RefreshStatus, SourceStatus, iso_time
 from jwksd.store import Store
 
 PRIVATE_MEMBERS = frozenset({"message", "url"})  # only on the metrics listener's /health
@@ -61,7 +60,7 @@ class Health:
             "source": source or "none",
             "age_s": round(age, 3),
             "kids": list(snapshot.kids) if snapshot else [],
-            "last_success": _iso(refresh.last_success) if refresh.last_success is not None else None,
+            "last_success": iso_time(refresh.last_success) if refresh.last_success is not None else None,
             "last_error": _error(refresh.last_error),
             "sources": {s.name: _source_health(s) for s in refresh.sources},
         }
@@ -123,15 +122,11 @@ def _source_health(state: SourceStatus) -> dict[str, Any]:
     return {
         "status": "warn" if state.failing else "pass",
         "origin": state.origin,
-        "last_success": _iso(state.last_success) if state.last_success is not None else None,
+        "last_success": iso_time(state.last_success) if state.last_success is not None else None,
         "last_error": _error(state.last_error),
     }
 
 
 def _error(error: ErrorInfo | None) -> dict[str, Any] | None:
     """A source error as /health shows it."""
-    return {"code": error.code, "message": error.message, "at": _iso(error.at)} if error else None
-
-
-def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return {"code": error.code, "message": error.message, "at": iso_time(error.at)} if error else None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import time
 from dataclasses import replace
 
 import structlog
@@ -32,6 +31,7 @@ from jwksd.metrics import SHARED_CACHE_EVENTS
 from jwksd.shared_cache import SharedCache
 from jwksd.shared_entry import Entry, Sealer, SourceIdentity, max_entry_bytes
 from jwksd.sources import Document, Fetch, Source
+from jwksd.status import iso_time
 from jwksd.validate import validate_document
 
 log = structlog.get_logger("jwksd.shared_cache")
@@ -175,8 +175,8 @@ class SharedSource:
             return self._refuse(digest, entry)
         if self.accepted_at is not None and entry.fetched_at < self.accepted_at:
             return self._refuse(digest, DocumentRejected(
-                "rolled_back", f"the entry was fetched at {_iso(entry.fetched_at)}, before the "
-                               f"{_iso(self.accepted_at)} this replica has already accepted"))
+                "rolled_back", f"the entry was fetched at {iso_time(entry.fetched_at)}, before the "
+                               f"{iso_time(self.accepted_at)} this replica has already accepted"))
         age = entry.age_s(self.cache.clock.time())
         if not -entry.fresh_for_s < age < entry.fresh_for_s:
             return "stale", None
@@ -208,7 +208,3 @@ class SharedSource:
 
     async def close(self) -> None:
         await self.source.close()
-
-
-def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

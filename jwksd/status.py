@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
 SourceOrigin = Literal["fresh", "last-known-good", "none"]
+
+
+def iso_time(at: float) -> str:
+    """A wall time as /health and the log lines show it: UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,10 @@ import structlog
 
 from jwksd.errors import ConfigError
 from jwksd.metrics import Metrics
+from jwksd.status import iso_time
 from jwksd.tls import file_signature, load_pair
 
 log = structlog.get_logger("jwksd.tls")
-
-
-def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 class TlsRenewal:
@@ -60,12 +57,12 @@ class TlsRenewal:
             self.last_error = ("; ".join(exc.problems), self.clock())
             self.metrics.tls_reloads.labels("rejected").inc()
             log.error("tls_reload_rejected", trigger=trigger, problems=exc.problems,
-                      detail=f"the certificate in force stays (expires {_iso(self.pair.not_after)})")
+                      detail=f"the certificate in force stays (expires {iso_time(self.pair.not_after)})")
             return False
         self.pair, self.last_error = pair, None
         self.metrics.tls_certificate_expiry.set(pair.not_after)
         self.metrics.tls_reloads.labels("applied").inc()
-        log.info("tls_reloaded", trigger=trigger, subject=pair.subject, not_after=_iso(pair.not_after))
+        log.info("tls_reloaded", trigger=trigger, subject=pair.subject, not_after=iso_time(pair.not_after))
         return True
 
     async def watch(self) -> None:
@@ -88,8 +85,8 @@ class TlsRenewal:
         return {
             "status": "warn" if self.last_error is not None or expired else "pass",
             "subject": self.pair.subject,
-            "not_after": _iso(self.pair.not_after),
-            "loaded_at": _iso(self.pair.loaded_at),
-            "last_error": ({"message": self.last_error[0], "at": _iso(self.last_error[1])}
+            "not_after": iso_time(self.pair.not_after),
+            "loaded_at": iso_time(self.pair.loaded_at),
+            "last_error": ({"message": self.last_error[0], "at": iso_time(self.last_error[1])}
                            if self.last_error else None),
         }
