@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jwksd.config.model import (
     DEFAULT_PATH,
@@ -87,6 +87,8 @@ __all__ = [
     "load_validation_config",
 ]
 
+T = TypeVar("T")
+
 # Environment variable -> (section, key), from the declarations. The section "source" means the first source.
 ENV_KEYS: dict[str, tuple[str, str]] = env_keys()
 
@@ -144,11 +146,12 @@ def _read_server(section: Section) -> ServerConfig:
     return server
 
 
-def _read_validation(data: Mapping[str, Any], problems: list[str]) -> ValidationConfig:
-    section = table_section(data, "validation", problems)
-    validation = section.build(ValidationConfig)
+def _read_table(data: Mapping[str, Any], name: str, cls: type[T], problems: list[str]) -> T:
+    """A section whose keys are all its dataclass's declared fields: read, built, unknown keys named."""
+    section = table_section(data, name, problems)
+    built = section.build(cls)
     section.check_unknown()
-    return validation
+    return built
 
 
 def _read_systemd(environ: Mapping[str, str], problems: list[str]) -> SystemdConfig:
@@ -166,7 +169,7 @@ def _read_systemd(environ: Mapping[str, str], problems: list[str]) -> SystemdCon
 def load_validation_config(path: str | Path) -> ValidationConfig:
     """Only the [validation] section of a config file (``jwksd validate --config``); raise ConfigError."""
     problems: list[str] = []
-    validation = _read_validation(read_file(Path(path), problems), problems)
+    validation = _read_table(read_file(Path(path), problems), "validation", ValidationConfig, problems)
     if problems:
         raise ConfigError(problems)
     return validation
@@ -196,29 +199,17 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     if oidc is not None and oidc.jwks_path is not None and oidc.jwks_path not in server.paths:
         server = replace(server, paths=(*server.paths, oidc.jwks_path))  # the default jwks_uri is served too
 
-    section = table_section(data, "refresh", problems)
-    refresh = section.build(RefreshConfig)
-    section.check_unknown()
+    refresh = _read_table(data, "refresh", RefreshConfig, problems)
     if refresh.max_age_s < refresh.interval_s:
         problems.append(f"refresh.max_age_s = {refresh.max_age_s:g}: expected at least refresh.interval_s "
                         f"({refresh.interval_s:g}), or every response would count as stale")
 
-    section = table_section(data, "http_cache", problems)
-    http_cache = section.build(HttpCacheConfig)
-    section.check_unknown()
-
-    section = table_section(data, "state", problems)
-    state = section.build(StateConfig)
-    section.check_unknown()
-
-    validation = _read_validation(data, problems)
+    http_cache = _read_table(data, "http_cache", HttpCacheConfig, problems)
+    state = _read_table(data, "state", StateConfig, problems)
+    validation = _read_table(data, "validation", ValidationConfig, problems)
     shared_cache = read_shared_cache(data, problems, refresh.interval_s)
     rotation = read_rotation(data, problems, refresh)
-
-    section = table_section(data, "log", problems)
-    log = section.build(LogConfig)
-    section.check_unknown()
-
+    log = _read_table(data, "log", LogConfig, problems)
     systemd = _read_systemd(environ, problems)
 
     if problems:
