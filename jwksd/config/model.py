@@ -227,6 +227,11 @@ class RotationConfig:
         "published this long after it stops signing; > max_token_lifetime_s + max_age_s"))
     max_token_lifetime_s: int = field(default=3600, metadata=about(
         "the longest token `jwksd keys sign` makes"))
+    metrics_file: Path | None = field(default=None, metadata=about(
+        "each `keys rotate` writes its outcome there (node_exporter textfile collector)",
+        example="/var/lib/node_exporter/textfile/jwksd-rotation.prom"))
+    max_clock_skew_s: int = field(default=60, metadata=about(
+        "a changing `keys` command refuses when this host's clock and AWS's Date differ by more", low=1))
     deletion_window_days: int = field(default=30, metadata=about(
         "KMS / Secrets Manager deletion window for expired keys (7 to 30)", low=7, high=30))
     key_spec: str = field(default=DEFAULT_KEY_SPEC, metadata=about(

@@ -2,7 +2,8 @@
 
 Each command reads only the [rotation] section (and [refresh], which its policy is checked
 against), so a rotator host needs no [source]. Change lines go to stdout, logs to stderr.
-Exit codes: 0 done, 1 failed or held back by --verify-url, 2 bad usage or configuration.
+Exit codes: 0 done, 1 failed (an expiry that failed, the rest of the step done, counts) or held back
+by --verify-url, 2 bad usage or configuration. Changing commands first check the clock against AWS's.
 """
 
 from __future__ import annotations
@@ -115,9 +116,9 @@ def _claims(text: str) -> dict[str, Any]:
 
 async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claims: dict[str, Any],
                max_age_s: float) -> int:
+    from jwksd.rotation.clock import check_clock
     from jwksd.rotation.incident import promote_now, revoke
     from jwksd.rotation.keyring import open_keyring
-    from jwksd.rotation.rotate import rotate
     from jwksd.rotation.sign import sign_jwt
 
     command = args.keys_command
@@ -126,16 +127,13 @@ async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claim
         print("jwksd keys publish: expected --secret-id or rotation.publish_secret_id", file=sys.stderr)
         return EXIT_USAGE
     async with open_keyring(config, publish=command == "publish") as ring:
+        if command in ("rotate", "promote", "revoke") and not getattr(args, "dry_run", False):
+            await check_clock(ring)
         if command == "init-table":
             created = await ring.registry.create_table()
             print(f"{'created' if created else 'exists already'}: table {config.table}")
         elif command == "rotate":
-            verify_urls = [*config.verify_urls, *args.verify_url]
-            result = await rotate(ring, now, dry_run=args.dry_run, verify_urls=verify_urls)
-            print("\n".join(result.lines), flush=True)
-            if config.publish_secret_id and not args.dry_run:
-                await _publish(ring, config.publish_secret_id, now, verify_urls)
-            return EXIT_FAILED if result.held else EXIT_OK
+            return await _rotate(ring, args, now)
         elif command in ("promote", "revoke"):
             result = await (promote_now(ring, now, emergency=args.emergency, max_age_s=max_age_s)
                             if command == "promote" else
@@ -150,6 +148,37 @@ async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claim
         elif command == "sign":
             print(await sign_jwt(ring, claims, now=now, ttl_s=args.ttl_s))
     return EXIT_OK
+
+
+async def _rotate(ring: Any, args: argparse.Namespace, now: int) -> int:
+    """One step, then the publish; the outcome written to ``rotation.metrics_file`` whatever happened."""
+    from jwksd.rotation.report import write_report
+    from jwksd.rotation.rotate import rotate
+
+    config: RotationConfig = ring.config
+    verify_urls = [*config.verify_urls, *args.verify_url]
+    failed: list[str] = []
+    try:
+        result = await rotate(ring, now, dry_run=args.dry_run, verify_urls=verify_urls)
+        failed += result.failed
+        print("\n".join(result.lines), flush=True)
+        if config.publish_secret_id and not args.dry_run:
+            try:
+                await _publish(ring, config.publish_secret_id, now, verify_urls)
+            except (RotationError, AwsError):
+                failed.append("publish")
+                raise
+    except (RotationError, AwsError):
+        failed += [] if "publish" in failed else ["step"]
+        raise
+    finally:
+        if config.metrics_file is not None and not args.dry_run:
+            try:
+                write_report(config.metrics_file, failed)
+            except OSError as exc:  # reported, never hiding the step's own outcome
+                print(f"jwksd keys rotate: rotation.metrics_file {config.metrics_file}: {exc.strerror}",
+                      file=sys.stderr)
+    return EXIT_FAILED if result.held or result.failed else EXIT_OK
 
 
 async def _publish(ring: Any, secret_id: str, now: int, verify_urls: Sequence[str]) -> None:

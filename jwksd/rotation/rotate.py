@@ -1,6 +1,7 @@
 """One step of the lifecycle at ``now`` (``jwksd keys rotate``): read, plan, apply, one line per change.
 
-Idempotent: a step with nothing due changes nothing. A lost conditional write means another
+Idempotent: a step with nothing due changes nothing. Expiries are independent of each other and
+of the promotion: one that fails is reported and the rest of the step runs. A lost conditional write means another
 rotator acted first: the step re-reads, checks the registry is consistent, and stops.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from jwksd.errors import RegistryConflict, RotationError
+from jwksd.errors import AwsError, RegistryConflict, RotationError
 from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Create, Expire, Plan, Promote, inconsistencies, plan, single
@@ -24,11 +25,12 @@ log = structlog.get_logger("jwksd.rotation")
 
 @dataclass
 class StepResult:
-    """The lines printed for a step; ``held`` when --verify-url kept a due promotion back."""
+    """The lines printed for a step; ``held`` when --verify-url kept a due promotion back; ``failed`` actions."""
 
     lines: list[str] = field(default_factory=list)
     held: bool = False
     conflict: bool = False
+    failed: list[str] = field(default_factory=list)  # the actions that failed and were passed over
 
     def say(self, change: str, record: KeyRecord | int, kid: str | None = None, *, error: bool = False,
             **detail: Any) -> None:
@@ -56,7 +58,7 @@ async def rotate(ring: Keyring, now: int, *, dry_run: bool = False, verify_urls:
     try:
         for action in steps.actions:
             if isinstance(action, Expire):
-                await _expire(ring, action.record, now, result, dry_run)
+                await _expire_alone(ring, action.record, now, result, dry_run)
             elif isinstance(action, Promote):
                 await promote_key(ring, action, now, result, dry_run, verify_urls=verify_urls)
                 if result.held:
@@ -87,6 +89,17 @@ def _idle(records: Sequence[KeyRecord], steps: Plan) -> str:
     active = single(records, "active")
     now_line = f"active v{active.version} kid={active.kid}" if active else "no active key"
     return f"nothing to do: {now_line}, next change due {iso(steps.next_due)}"
+
+
+async def _expire_alone(ring: Keyring, record: KeyRecord, now: int, result: StepResult, dry_run: bool) -> None:
+    """One expiry; a failure is reported (``result.failed``) and the rest of the step still runs."""
+    try:
+        await _expire(ring, record, now, result, dry_run)
+    except RegistryConflict:
+        raise
+    except (RotationError, AwsError) as exc:
+        result.failed.append("expire")
+        result.say("expiry failed", record, error=True, error_code=exc.code, message=f"'{exc.message}'")
 
 
 async def _expire(ring: Keyring, record: KeyRecord, now: int, result: StepResult, dry_run: bool) -> None:
