@@ -16,10 +16,10 @@ from jwksd.rotation.keyring import Keyring
 
 
 async def clock_skew(ring: Keyring, clock: Callable[[], float] = time.time) -> float:
-    """Seconds this host's clock is ahead of AWS's (negative: behind), from a DescribeTable's Date header."""
+    """Seconds this host's clock is ahead of AWS's (negative: behind), from the Date header of a one-item Scan."""
     before = clock()
     response = await ring.registry.client.call(
-        "DescribeTable", lambda db: db.describe_table(TableName=ring.config.table))
+        "Scan", lambda db: db.scan(TableName=ring.config.table, Limit=1))
     after = clock()
     date = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
     try:
@@ -27,7 +27,7 @@ async def clock_skew(ring: Keyring, clock: Callable[[], float] = time.time) -> f
     except (TypeError, ValueError):
         aws_time = None
     if aws_time is None:
-        raise RotationError("clock_unknown", f"DescribeTable {ring.config.table}: the response has no usable Date "
+        raise RotationError("clock_unknown", f"Scan {ring.config.table}: the response has no usable Date "
                                              "header to check this host's clock against; no change made")
     return (before + after) / 2 - (aws_time + 0.5)  # the header truncates to the second
 
