@@ -177,11 +177,7 @@ class Client(Generic[RawT]):
 
 def call_counter(metrics: Metrics, operations: Iterable[str]) -> OnCall:
     """An ``on_call`` counting into ``jwksd_aws_calls_total``, the usual codes of ``operations`` created at 0."""
-    from jwksd.metrics import AWS_COMMON_CODES
-
-    for operation in operations:
-        for code in AWS_COMMON_CODES:
-            metrics.aws_calls.labels(operation, code)
+    metrics.prepare_aws(operations)
 
     def count(operation: str, code: str) -> None:
         metrics.aws_calls.labels(operation, code).inc()

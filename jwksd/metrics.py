@@ -132,9 +132,7 @@ class Metrics:
         self.build_info.info({"version": __version__, "python_version": platform.python_version()})
         for source in SERVED_SOURCES:
             self.serving.labels(source)
-        for operation in AWS_OPERATIONS:
-            for code in AWS_COMMON_CODES:
-                self.aws_calls.labels(operation, code)
+        self.prepare_aws(AWS_OPERATIONS)
         for operation in ("read", "write"):
             self.state_errors.labels(operation)
         for operation in SHARED_CACHE_OPERATIONS:
@@ -166,6 +164,12 @@ class Metrics:
             self.keys_dropped.labels(reason)
         for reason in reject_reasons:
             self.documents_rejected.labels(reason)
+
+    def prepare_aws(self, operations: Iterable[str]) -> None:
+        """Create ``jwksd_aws_calls_total`` for the usual result codes of ``operations``, so each reads 0."""
+        for operation in operations:
+            for code in AWS_COMMON_CODES:
+                self.aws_calls.labels(operation, code)
 
     def set_serving(self, source: str | None) -> None:
         """Mark which rung of the ladder is served (none when ``source`` is None)."""
