@@ -31,7 +31,6 @@ from jwksd.store import Clock
 log = structlog.get_logger("jwksd.shared_cache")
 
 T = TypeVar("T")
-NOT_A_STRING = -1
 # The entry's bytes only when it is a string of at most ARGV[1] bytes; else its length, or -1 for another type.
 BOUNDED_GET = """
 local kind = redis.call('TYPE', KEYS[1])['ok']
