@@ -1,4 +1,4 @@
-"""``jwksd keys ...``: init-table, rotate, promote, revoke, list, publish, sign. Parsing here; the work elsewhere.
+"""``jwksd keys ...``: init-table, rotate, promote, revoke, gc, list, publish, sign. Parsing here; work elsewhere.
 
 Each command reads only the [rotation] section (and [refresh], which its policy is checked
 against), so a rotator host needs no [source]. Change lines go to stdout, logs to stderr.
@@ -45,7 +45,9 @@ def add_keys_parser(commands: Any) -> None:
     revoke.add_argument("kid", help="the kid of the key to revoke (jwksd keys list)")
     revoke.add_argument("--emergency", action="store_true",
                         help="an active key: promote the next one even if not yet published publish_ahead_s")
-    for changing in (rotate, promote, revoke):
+    gc = command("gc", "list the keys jwksd made that no registry item names (older than 1 h); --apply deletes them")
+    gc.add_argument("--apply", action="store_true", help="schedule their deletion (default: only list them)")
+    for changing in (rotate, promote, revoke, gc):
         changing.add_argument("--now", help="act as if it were this ISO 8601 time (with --dry-run, or "
                                             "--clock-override for tests and drills; default: the clock)")
         changing.add_argument("--clock-override", action="store_true",
@@ -88,8 +90,8 @@ def run_keys(args: argparse.Namespace) -> int:
     try:
         config, rotation = load_rotation(args.config)
         now = parse_now(getattr(args, "now", None))
-        if args.keys_command in ("rotate", "promote", "revoke") and args.now is not None and not (
-                getattr(args, "dry_run", False) or args.clock_override):
+        if args.keys_command in ("rotate", "promote", "revoke", "gc") and args.now is not None and not (
+                getattr(args, "dry_run", False) or args.clock_override or not getattr(args, "apply", True)):
             raise ConfigError([f"--now = {args.now!r}: changes keys at a time that is not the clock's; allowed "
                                "with --dry-run, or with --clock-override (tests and drills only)"])
         claims = _claims(args.claims) if args.keys_command == "sign" else {}
@@ -117,6 +119,7 @@ def _claims(text: str) -> dict[str, Any]:
 async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claims: dict[str, Any],
                max_age_s: float) -> int:
     from jwksd.rotation.clock import check_clock
+    from jwksd.rotation.gc import collect
     from jwksd.rotation.incident import promote_now, revoke
     from jwksd.rotation.keyring import open_keyring
     from jwksd.rotation.sign import sign_jwt
@@ -126,8 +129,9 @@ async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claim
     if command == "publish" and not secret_id:
         print("jwksd keys publish: expected --secret-id or rotation.publish_secret_id", file=sys.stderr)
         return EXIT_USAGE
-    async with open_keyring(config, publish=command == "publish") as ring:
-        if command in ("rotate", "promote", "revoke") and not getattr(args, "dry_run", False):
+    async with open_keyring(config, publish=command == "publish") as ring:  # local gc: the backend's client
+        if (command in ("rotate", "promote", "revoke") and not getattr(args, "dry_run", False)) or (
+                command == "gc" and args.apply):
             await check_clock(ring)
         if command == "init-table":
             created = await ring.registry.create_table()
@@ -141,6 +145,8 @@ async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claim
             print("\n".join(result.lines), flush=True)
             if config.publish_secret_id:
                 await _publish(ring, config.publish_secret_id, now, config.verify_urls)
+        elif command == "gc":
+            print("\n".join((await collect(ring, now, apply=args.apply)).lines))
         elif command == "list":
             _print_records(await ring.registry.records(), as_json=args.json)
         elif command == "publish" and secret_id:
