@@ -190,6 +190,15 @@ def test_shared_cache_problems(tmp_path: Path) -> None:
     assert found == ["shared_cache.lease_s = 10: expected less than refresh.interval_s (10)"]
 
 
+def test_section_given_as_url(tmp_path: Path) -> None:
+    """A section written as a URL string instead of a table is named without the URL's password."""
+    assert problems('source = "https://user:secret@idp/jwks"\nshared_cache = "redis://:pw@cache:6379/0"\n',
+                    tmp_path) == [
+        "source = 'https://***@idp/jwks': expected a table",
+        "shared_cache = 'redis://***@cache:6379/0': expected a table",
+    ]
+
+
 def test_event_loop_setting(tmp_path: Path) -> None:
     """server.event_loop takes auto, uvloop or asyncio (also JWKSD_EVENT_LOOP); anything else is named."""
     base = {"JWKSD_SECRET_ID": "s", "AWS_REGION": "us-east-1"}

@@ -159,7 +159,7 @@ def read_file(path: Path, problems: list[str]) -> dict[str, Any]:
 def table_section(data: Mapping[str, Any], name: str, problems: list[str]) -> Section:
     table = data.get(name, {})
     if not isinstance(table, dict):
-        problems.append(f"{name} = {table!r}: expected a table")
+        problems.append(f"{name} = {shown(table)!r}: expected a table")
         table = {}
     return Section(name, table, problems)
 

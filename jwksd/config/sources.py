@@ -17,6 +17,7 @@ from jwksd.config.source_model import (
     SecretsManagerSourceConfig,
     SourceConfig,
 )
+from jwksd.redact import shown
 
 
 def source_tables(data: Mapping[str, Any]) -> list[Any]:
@@ -101,7 +102,7 @@ def read_sources(data: Mapping[str, Any], problems: list[str]) -> tuple[SourceCo
     for index, table in enumerate(tables):
         label = "source" if "sources" not in data else f"sources[{index}]"
         if not isinstance(table, dict):
-            problems.append(f"{label} = {table!r}: expected a table")
+            problems.append(f"{label} = {shown(table)!r}: expected a table")
             continue
         source = read_source(Section(label, table, problems))
         if source is not None:
