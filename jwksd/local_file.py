@@ -56,9 +56,14 @@ def read_regular_file(path: Path, max_bytes: int) -> tuple[bytes, float]:
 
 
 async def read_file(path: Path, max_bytes: int, timeout_s: float = READ_TIMEOUT_S) -> tuple[bytes, float]:
-    """``read_regular_file`` in a worker thread, given up after ``timeout_s`` (TimeoutError, an OSError)."""
+    """``read_regular_file`` in a worker thread, given up after ``timeout_s`` (TimeoutError, an OSError).
+
+    ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` drops a cancel that lands as the read
+    ends (it returns the read's result instead), and a refresh task that lost its cancel never stops.
+    """
     try:
-        return await asyncio.wait_for(asyncio.to_thread(read_regular_file, path, max_bytes), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            return await asyncio.to_thread(read_regular_file, path, max_bytes)
     except TimeoutError:
         # The thread may stay blocked in the kernel; the loop goes on without it.
         raise TimeoutError(errno.ETIMEDOUT, f"not read within {timeout_s:g} s") from None

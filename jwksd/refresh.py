@@ -139,7 +139,8 @@ class Refresher:
                 await self.refresh(everything=woken)
                 woken = False
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.next_delay_s())
+                    async with asyncio.timeout(self.next_delay_s()):  # not wait_for: see local_file.read_file
+                        await self._wake.wait()
                     woken = True
         finally:
             grace.cancel()

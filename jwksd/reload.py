@@ -58,7 +58,8 @@ def plan(old: Config, new: Config) -> tuple[Config, list[str], list[str]]:
 async def _preflight(config: Config) -> list[str]:
     """``preflight`` off the event loop; ConfigError when it does not finish within the file-read timeout."""
     try:
-        return await asyncio.wait_for(asyncio.to_thread(preflight, config), READ_TIMEOUT_S)
+        async with asyncio.timeout(READ_TIMEOUT_S):  # not wait_for: it can lose the shutdown's cancel (local_file.py)
+            return await asyncio.to_thread(preflight, config)
     except TimeoutError:
         raise ConfigError([f"the files the config names were not read within {READ_TIMEOUT_S:g} s"]) from None
 

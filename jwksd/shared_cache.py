@@ -83,7 +83,8 @@ class SharedCache:
     async def close(self) -> None:
         # aiocache 0.12's close() calls redis-py's deprecated close(); aclose() is the same, current call.
         with contextlib.suppress(RedisError, OSError, TimeoutError):  # a Redis that went away
-            await asyncio.wait_for(self._cache.client.aclose(), self.config.timeout_s)
+            async with asyncio.timeout(self.config.timeout_s):  # not wait_for: see local_file.read_file
+                await self._cache.client.aclose()
 
     async def call(self, operation: str, coro: Awaitable[T]) -> T:
         """Run one Redis operation, translating every failure into SharedCacheError and tracking up/down."""

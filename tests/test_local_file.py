@@ -105,3 +105,24 @@ def test_read_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the read did not time out")
 
     assert asyncio.run(attempt()).strerror == "not read within 0.2 s"
+
+
+def test_cancel_as_the_read_ends_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel that reaches the loop just as the worker thread's read ends still cancels the reader (not lost)."""
+    real_read = local_file.read_regular_file
+
+    async def attempt() -> None:
+        loop, reader = asyncio.get_running_loop(), asyncio.current_task()
+        assert reader is not None
+
+        def cancelled_as_it_ends(path: Path, max_bytes: int) -> tuple[bytes, float]:
+            try:
+                return real_read(path, max_bytes)
+            finally:  # queued before the thread's result: the cancel lands once the read is done, before it is seen
+                loop.call_soon_threadsafe(loop.call_soon, reader.cancel)
+
+        monkeypatch.setattr(local_file, "read_regular_file", cancelled_as_it_ends)
+        await read_file(tmp_path / "missing.json", 100)
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(attempt())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
@@ -10,12 +11,20 @@ from typing import Any
 import pytest
 import structlog
 
-from jwksd.app import METRICS
-from jwksd.config import Config, FileSourceConfig, SecretsManagerSourceConfig, StateConfig, ValidationConfig
+from jwksd import local_file
+from jwksd.app import METRICS, REFRESH_TASK
+from jwksd.config import (
+    Config,
+    FileSourceConfig,
+    RefreshConfig,
+    SecretsManagerSourceConfig,
+    StateConfig,
+    ValidationConfig,
+)
 from jwksd.errors import StateError
 from jwksd.state import LKG_NAME, load_last_known_good, save_last_known_good
 from tests.conftest import REGION, Secrets
-from tests.daemon_helpers import get_jwks, health_of, kids_of, refresh_now, refresher_of, sm_config, start
+from tests.daemon_helpers import WAIT_S, get_jwks, health_of, kids_of, refresh_now, refresher_of, sm_config, start
 from tests.keys import jwk_set, key
 
 
@@ -86,6 +95,50 @@ async def test_restart_keeps_a_failing_sources_last_known_good_share(aiohttp_cli
     saved = load_last_known_good(state_dir, ValidationConfig())
     assert saved is not None and sorted(saved.sources) == ["aws", "disk"]
     assert saved.sources["disk"].kids == ("key-1",)
+
+
+def one_file(path: Path) -> Config:
+    """The file source alone, retried quickly while it fails."""
+    return Config(sources=(FileSourceConfig(path=path, name="disk"),),
+                  refresh=RefreshConfig(interval_s=60.0, retry_base_s=0.05, retry_cap_s=0.2))
+
+
+async def test_cancel_as_a_file_read_fails_stops_the_loop(aiohttp_client: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shutdown's cancel landing as the file source's read of a removed file ends stops the refresh task."""
+    disk = tmp_path / "keys.json"
+    disk.write_text(jwk_set(key(0)))
+    client = await start(aiohttp_client, one_file(disk))
+    task, loop, real_read = client.server.app[REFRESH_TASK], asyncio.get_running_loop(), local_file.read_regular_file
+    armed = [True]  # once: a loop that lost this cancel still ends on the fixture's
+
+    def cancelled_as_it_ends(path: Path, max_bytes: int) -> tuple[bytes, float]:
+        try:
+            return real_read(path, max_bytes)
+        finally:  # the order of the hang seen under load: the read is done, its result not yet seen, then the cancel
+            if armed and armed.pop():
+                loop.call_soon_threadsafe(loop.call_soon, task.cancel)
+
+    monkeypatch.setattr(local_file, "read_regular_file", cancelled_as_it_ends)
+    disk.unlink()
+    refresher_of(client).trigger()
+    await asyncio.wait({task}, timeout=WAIT_S)
+    assert not armed and task.cancelled()
+
+
+async def test_cancel_with_a_wake_up_stops_the_loop(aiohttp_client: Any, tmp_path: Path) -> None:
+    """A cancel in the same turn as a wake-up (SIGUSR1, a stale read) stops the idle refresh loop."""
+    disk = tmp_path / "keys.json"
+    disk.write_text(jwk_set(key(0)))
+    client = await start(aiohttp_client, one_file(disk))
+    task, refresher = client.server.app[REFRESH_TASK], refresher_of(client)
+    async with asyncio.timeout(WAIT_S):
+        while not refresher._wake._waiters:  # until the loop waits to be woken
+            await asyncio.sleep(0.01)
+    refresher.trigger()
+    task.cancel()
+    await asyncio.wait({task}, timeout=WAIT_S)
+    assert task.cancelled()
 
 
 def test_bad_share_in_last_known_good_is_skipped(tmp_path: Path) -> None:
