@@ -43,7 +43,7 @@ class SharedSource:
     """A source behind the shared cache; same protocol as any source."""
 
     def __init__(self, cache: SharedCache, source: Source, identity: SourceIdentity, *, interval_s: float,
-                 max_fresh_s: float, max_document_bytes: int, validation: ValidationConfig) -> None:
+                 max_fresh_s: float, validation: ValidationConfig) -> None:
         self.name = source.name
         self.validation = validation  # entries are checked as the refresh loop will check them
         self.cache = cache
@@ -53,7 +53,7 @@ class SharedSource:
         self.entry_key = f"entry:{source.name}"
         self.lease_key = f"lease:{source.name}"
         self.sealer = Sealer(cache.hmac_key, cache.key(self.entry_key), identity)
-        self.max_entry_bytes = max_entry_bytes(identity.documents, max_document_bytes)
+        self.max_entry_bytes = max_entry_bytes(identity.documents, validation.max_document_bytes)
         self._bypass_seen = cache.bypass_generation
         # The last entry bytes parsed, their digest and what came of it: a replica waiting on a lease reads
         # the same (usually stale) entry every poll, and validating it again each time would give the same answer.

@@ -87,8 +87,7 @@ class SourceSet:
         interval_s = config.refresh.interval_s
         max_fresh_s = source_config.max_refresh_s if isinstance(source_config, HttpSourceConfig) else interval_s
         return SharedSource(self.cache, source, source_identity(source_config), interval_s=interval_s,
-                            max_fresh_s=max_fresh_s, max_document_bytes=config.validation.max_document_bytes,
-                            validation=config.validation)
+                            max_fresh_s=max_fresh_s, validation=config.validation)
 
     async def close_retired(self, successor: SourceSet) -> None:
         """Close the sources (and cache) of this set that ``successor`` does not use."""
