@@ -7,9 +7,6 @@ algorithms change, so its ETag and Last-Modified stay put across rotations with 
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +18,7 @@ import structlog
 
 from jwksd.config import OidcConfig
 from jwksd.jwk import ALGORITHMS, SIG_OPS
-from jwksd.store import Snapshot
+from jwksd.store import Snapshot, encoded
 
 log = structlog.get_logger("jwksd.oidc")
 
@@ -80,9 +77,9 @@ def metadata(config: OidcConfig, algs: tuple[str, ...]) -> dict[str, Any]:
 def build_discovery(config: OidcConfig, algs: tuple[str, ...], changed_at: float) -> Discovery:
     """Serialise the document once, as the store does the JWKS."""
     body = json.dumps(metadata(config, algs), separators=(",", ":"), ensure_ascii=False).encode()
-    digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
-    return Discovery(algs=algs, body=body, gzip_body=gzip.compress(body, compresslevel=9, mtime=0),
-                     etag=f'"{digest}"', gzip_etag=f'"{digest}-gz"', changed_at=changed_at)
+    gzip_body, etag, gzip_etag = encoded(body)
+    return Discovery(algs=algs, body=body, gzip_body=gzip_body, etag=etag, gzip_etag=gzip_etag,
+                     changed_at=changed_at)
 
 
 class DiscoveryDocument:

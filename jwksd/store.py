@@ -60,19 +60,25 @@ class Snapshot:
         return replace(self, origin=origin, fetched_at=clock.time(), fetched_mono=clock.monotonic())
 
 
+def encoded(body: bytes) -> tuple[bytes, str, str]:
+    """The gzip copy of a served body and the strong ETags of both, computed once per content."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
+    return gzip.compress(body, compresslevel=9, mtime=0), f'"{digest}"', f'"{digest}-gz"'
+
+
 def build_snapshot(keys: tuple[Mapping[str, Any], ...], origin: Origin, clock: Clock, *,
                    changed_at: float | None = None, fetched_at: float | None = None) -> Snapshot:
     """Serialise ``keys`` once: body, gzip copy and strong ETags, so requests only copy bytes."""
     body = serialize_keys(keys)
-    digest = base64.urlsafe_b64encode(hashlib.sha256(body).digest()[:18]).decode()
+    gzip_body, etag, gzip_etag = encoded(body)
     now = clock.time()
     fetched = now if fetched_at is None else fetched_at
     return Snapshot(
         keys=keys,
         body=body,
-        gzip_body=gzip.compress(body, compresslevel=9, mtime=0),
-        etag=f'"{digest}"',
-        gzip_etag=f'"{digest}-gz"',
+        gzip_body=gzip_body,
+        etag=etag,
+        gzip_etag=gzip_etag,
         kids=tuple(str(key.get("kid", "")) for key in keys),
         origin=origin,
         changed_at=now if changed_at is None else changed_at,
