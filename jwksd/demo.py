@@ -18,9 +18,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from jwksd import aws
 from jwksd.config import load_config
 from jwksd.jwk import thumbprint
 from jwksd.log import configure_logging
+from jwksd.retry import NO_RETRIES
 
 SECRET_ID = "jwksd/demo/public-keys"  # noqa: S105 - a secret name, not a secret
 REGION = "us-east-1"
@@ -41,9 +43,15 @@ def demo_key() -> tuple[rsa.RSAPrivateKey, dict[str, Any]]:
     return private, jwk
 
 
+async def _seed(endpoint: str, secret: str) -> None:
+    """Create the demo secret in the local Secrets Manager, through jwksd's one AWS boundary."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = await aws.secretsmanager(stack, aws.Endpoint(REGION, endpoint, 5.0, 5.0), NO_RETRIES)
+        await client.call("CreateSecret", lambda raw: raw.create_secret(Name=SECRET_ID, SecretString=secret))
+
+
 def run_demo(port: int = 8080) -> int:
     """Start moto, seed the secret in the kid-map format, print a sample token, serve until Ctrl-C."""
-    import boto3
     import jwt
     from moto.server import ThreadedMotoServer
 
@@ -61,8 +69,7 @@ def run_demo(port: int = 8080) -> int:
         endpoint = f"http://{host}:{moto_port}"
         private, jwk = demo_key()
         kid = jwk.pop("kid")
-        boto3.client("secretsmanager", endpoint_url=endpoint, region_name=REGION).create_secret(
-            Name=SECRET_ID, SecretString=json.dumps({kid: jwk}))
+        asyncio.run(_seed(endpoint, json.dumps({kid: jwk})))
         state_dir = tempfile.mkdtemp(prefix="jwksd-demo-")
         config = load_config(None, {
             "JWKSD_LISTEN": f"127.0.0.1:{port}",
