@@ -76,9 +76,7 @@ class Publisher:
         A snapshot whose response cannot be built is never installed: it would make every request a 500
         while /readyz said 200. The caller counts the refusal; the set served before stays.
         """
-        problem = unservable(snapshot)
-        if problem is not None:
-            log.error("snapshot_refused", origin=snapshot.origin, kids=list(snapshot.kids), problem=problem)
+        if not servable(snapshot):
             return False
         self.store.swap(snapshot)
         self.store.standby = None
@@ -123,9 +121,7 @@ class Publisher:
 
     def _stand_by(self, snapshot: Snapshot) -> bool:
         """Make ``snapshot`` the disk rung standing by, unless no response can be built from it (logged, counted)."""
-        problem = unservable(snapshot)
-        if problem is not None:
-            log.error("snapshot_refused", origin=snapshot.origin, kids=list(snapshot.kids), problem=problem)
+        if not servable(snapshot):
             self.metrics.state_errors.labels("read").inc()
             return False
         self.store.standby = snapshot
@@ -244,13 +240,15 @@ class Publisher:
             log.error("state_write_failed", message=str(exc))
 
 
-def unservable(snapshot: Snapshot) -> str | None:
-    """Why no response can be built from ``snapshot`` (a time no HTTP date can express), or None when one can."""
+def servable(snapshot: Snapshot) -> bool:
+    """Whether a response can be built from ``snapshot``; when not (a time no HTTP date can express), logged."""
     try:
         snapshot.last_modified  # noqa: B018 -- a cached property: formatted here once, and never fails a request
     except (ValueError, OverflowError, OSError) as exc:
-        return f"changed_at {snapshot.changed_at!r} cannot be written as a Last-Modified date ({exc})"
-    return None
+        log.error("snapshot_refused", origin=snapshot.origin, kids=list(snapshot.kids),
+                  problem=f"changed_at {snapshot.changed_at!r} cannot be written as a Last-Modified date ({exc})")
+        return False
+    return True
 
 
 def _next_change(current: Snapshot | None, clock: Clock) -> float | None:
