@@ -196,10 +196,8 @@ def test_restart_required_names_each_start_only_setting() -> None:
 
 
 def test_every_server_and_shared_cache_setting_is_restart_only() -> None:
-    """The listeners, routes and the Redis client are built once at start: every one of their settings says so.
-
-    So does the start-up grace: it only acts while the first fetch runs, and a reload waits for that fetch.
-    """
+    """The listeners, routes and the Redis client are built once at start: every one of their settings says so."""
+    # So does the start-up grace: it only acts while the first fetch runs, and a reload waits for that fetch.
     for setting in all_settings():
         expected = setting.section in ("server", "shared_cache", "oidc") or setting.key in (
             "log.format", "refresh.startup_grace_s")

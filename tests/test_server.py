@@ -184,11 +184,9 @@ def test_unit_limit_fits_the_default_cap(moto_endpoint: str, tmp_path: Path) -> 
 
 
 async def test_pipelining_is_bounded_while_a_request_is_answered() -> None:
-    """While one request is being answered, 31 more are parsed at most and the socket is no longer read.
-
-    The bound is aiohttp's (web_protocol.MAX_MSG_QUEUE_SIZE), read here from its private state: this
-    fails if an aiohttp upgrade drops the bound jwksd/server.py relies on.
-    """
+    """While one request is being answered, 31 more are parsed at most and the socket is no longer read."""
+    # The bound is aiohttp's (web_protocol.MAX_MSG_QUEUE_SIZE), read here from its private state: this
+    # fails if an aiohttp upgrade drops the bound jwksd/server.py relies on.
     async with guarded(max_connections=4) as (listener, port, _):
         _, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET /held HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 1000)
