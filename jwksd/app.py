@@ -11,7 +11,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
-import structlog
 from aiohttp import hdrs, web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
@@ -22,6 +21,7 @@ from jwksd.metrics import Metrics
 from jwksd.publish import Publisher
 from jwksd.refresh import Refresher
 from jwksd.request_metrics import OTHER, RequestMetrics, add_catch_all
+from jwksd.shutdown import stop_tasks
 from jwksd.source_set import SourceSet
 from jwksd.state import LastKnownGood
 from jwksd.status import RefreshStatus
@@ -30,8 +30,6 @@ from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
 if TYPE_CHECKING:
     from jwksd.tls_renewal import TlsRenewal
-
-log = structlog.get_logger("jwksd.app")
 
 CONFIG = web.AppKey("config", LiveConfig)
 STORE = web.AppKey("store", Store)
@@ -89,7 +87,7 @@ async def ladder_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the sources, start the one refresh task; on the way out cancel it, then close the sources in use."""
+    """Open the sources, start the one refresh task; on the way out stop it (bounded), then close the sources in use."""
     live, store = app[CONFIG], app[STORE]
     lkg = app.get(LAST_KNOWN_GOOD)
     source_set = await SourceSet.open(live.current, app[METRICS], store.clock,
@@ -104,13 +102,7 @@ async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception:  # a crashed loop was already reported by /healthz; do not block shutdown
-            log.exception("refresh_task_failed")
+        await stop_tasks([task])  # bounded: a task that lost its cancel must not hold the sources open forever
         await refresher.source_set.close()  # a reload closes what it replaces; this is the set in use
 
 

@@ -1,7 +1,7 @@
 """Running the daemon: listeners, signals, systemd notifications, reload, and an orderly shutdown.
 
-Tasks owned here, each cancelled and awaited on the way out: the readiness announcer, the reload
-loop, the TLS file watch and the watchdog. Signals only set events or wake tasks.
+Tasks owned here, each cancelled and awaited (bounded, see shutdown.py) on the way out: the readiness
+announcer, the reload loop, the TLS file watch and the watchdog. Signals only set events or wake tasks.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from jwksd.metrics import Metrics
 from jwksd.notify import Notifier, watchdog_loop
 from jwksd.reload import reload_config
 from jwksd.server import start_listeners
+from jwksd.shutdown import stop_tasks
 from jwksd.tls_renewal import TlsRenewal
 
 log = structlog.get_logger("jwksd.daemon")
@@ -85,9 +86,7 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
         notifier.stopping()
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP):
             loop.remove_signal_handler(signum)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_tasks(tasks)
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         await runner.cleanup()

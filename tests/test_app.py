@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+from pathlib import Path
 from typing import Any
 
+import pytest
 from moto.server import ThreadedMotoServer
 
+from jwksd.app import REFRESH_TASK
+from jwksd.sources import file as file_source
 from tests.conftest import FakeClock, Secrets, closed_endpoint, endpoint_of
 from tests.daemon_helpers import (
     JWKS,
+    WAIT_S,
     get_jwks,
     kids_of,
     metric,
     refresh_now,
+    refresher_of,
     sm_config,
     start,
     wait_refreshes,
     with_paths,
 )
 from tests.keys import ec_jwk, jwk_set, key, kid_map
+from tests.test_refresh import one_file
 
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
@@ -203,3 +212,30 @@ async def test_mixed_key_types_served(aiohttp_client: Any, secrets: Secrets) -> 
     served = {k["kid"]: k for k in json.loads((await get_jwks(client))[2])["keys"]}
     assert set(served) == {"ec-1", "key-0"}
     assert set(served["ec-1"]) <= {"kty", "kid", "use", "alg", "crv", "x", "y"}
+
+
+async def test_stops_when_the_refresh_task_loses_its_cancel(aiohttp_client: Any, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refresh task whose cancel a source swallows (turned into a timeout) is cancelled again: the app stops."""
+    disk = tmp_path / "keys.json"
+    disk.write_text(jwk_set(key(0)))
+    client = await start(aiohttp_client, one_file(disk))
+    task, entered, real_read = client.server.app[REFRESH_TASK], asyncio.Event(), file_source.read_file
+
+    async def loses_the_cancel(path: Path, max_bytes: int) -> tuple[bytes, float]:
+        if entered.is_set():
+            return await real_read(path, max_bytes)
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise TimeoutError(errno.ETIMEDOUT, "the cancel, swallowed") from None
+        raise AssertionError("never set")
+
+    monkeypatch.setattr(file_source, "read_file", loses_the_cancel)
+    refresher_of(client).trigger()
+    await asyncio.wait_for(entered.wait(), WAIT_S)
+    closing = asyncio.create_task(client.close())
+    done, _ = await asyncio.wait({closing}, timeout=WAIT_S)  # not wait_for: its own cancel would end the task
+    closing.cancel()  # only when it did not end: a close still awaiting a task that runs on
+    assert closing in done and task.cancelled()
