@@ -124,3 +124,15 @@ def test_a_failed_publish_fails_the_run_and_the_next_run_retries(moto_endpoint: 
     assert rows[0]["first_published"] == iso(T0 + 3 * PUBLISH_AHEAD_S) and rows[0]["status"] == "pending"
     assert run("rotate", "--now", iso(T0 + 4 * PUBLISH_AHEAD_S - 1))[1].startswith("nothing to do")
     assert run("rotate", "--now", iso(T0 + 4 * PUBLISH_AHEAD_S))[1].startswith(f"activated v1 kid={kid}")
+
+
+async def test_unconfirmed_publish_names_the_verify_url_without_its_credentials(moto_endpoint: str) -> None:
+    """A verify URL that does not serve the pending kid is named with its user info and query hidden."""
+    # With a publish secret, a new key is confirmed only by a publish that verifies: none here.
+    async with keyring(rotation_config(moto_endpoint, publish_secret_id="jwksd-test/public")) as ring:
+        await rotate(ring, T0)
+        pending = single(await ring.registry.records(), "pending")
+        assert pending is not None and pending.first_published is None
+        lines = await confirm_published(ring, T0, verify_urls=["http://user:secret@127.0.0.1:9/jwks.json?token=t"])
+    assert lines == [f"unconfirmed v1 kid={pending.kid} reason='cannot fetch: ClientConnectorError' "
+                     "url=http://***@127.0.0.1:9/jwks.json?***"]

@@ -16,6 +16,7 @@ import aiohttp
 import structlog
 
 from jwksd.errors import AwsError, RotationError
+from jwksd.redact import public_url
 from jwksd.registry import KeyRecord, check_kid, published
 from jwksd.rotation.keyring import Keyring
 
@@ -79,7 +80,7 @@ async def confirm_published(ring: Keyring, now: int, *, verify_urls: Sequence[st
             continue
         reasons = [(url, reason) for url in verify_urls if (reason := await not_served(url, record.kid))]
         if reasons:
-            url, reason = reasons[0]
+            url, reason = public_url(reasons[0][0]), reasons[0][1]  # a URL may carry a credential
             lines.append(f"unconfirmed v{record.version} kid={record.kid} reason='{reason}' url={url}")
             log.warning("key_publish_unconfirmed", version=record.version, kid=record.kid, reason=reason, url=url)
             continue

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from jwksd.errors import AwsError, RegistryConflict, RotationError
+from jwksd.redact import public_url
 from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Create, Expire, Plan, Promote, inconsistencies, plan, single
@@ -119,7 +120,7 @@ async def promote_key(ring: Keyring, action: Promote, now: int, result: StepResu
         reason = await not_served(url, pending.kid)
         if reason is not None:
             result.held = True
-            result.say("held", pending, error=True, reason=f"'{reason}'", url=url)
+            result.say("held", pending, error=True, reason=f"'{reason}'", url=public_url(url))
             return
     if not dry_run:
         await ring.backend_for(pending).check_usable(pending)
