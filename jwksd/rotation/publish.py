@@ -8,7 +8,6 @@ pending key's ``first_published`` recorded: a failed publish holds its promotion
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from jwksd.errors import AwsError, RotationError
 from jwksd.redact import public_url
 from jwksd.registry import KeyRecord, check_kid, published
 from jwksd.rotation.keyring import Keyring
+from jwksd.status import iso_time
 
 log = structlog.get_logger("jwksd.rotation")
 
@@ -85,7 +85,7 @@ async def confirm_published(ring: Keyring, now: int, *, verify_urls: Sequence[st
             log.warning("key_publish_unconfirmed", version=record.version, kid=record.kid, reason=reason, url=url)
             continue
         await ring.registry.confirm_published(record, now)
-        promotable = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + ring.policy.publish_ahead_s))
+        promotable = iso_time(now + ring.policy.publish_ahead_s)
         lines.append(f"confirmed v{record.version} kid={record.kid} promotable_from={promotable}")
         log.info("key_publish_confirmed", version=record.version, kid=record.kid)
     return lines

@@ -7,7 +7,6 @@ rotator acted first: the step re-reads, checks the registry is consistent, and s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Create, Expire, Plan, Promote, inconsistencies, plan, single
 from jwksd.rotation.publish import confirm_published, not_served
+from jwksd.status import iso_time
 
 log = structlog.get_logger("jwksd.rotation")
 
@@ -44,7 +44,7 @@ class StepResult:
 
 def iso(at: int | float | None) -> str:
     """Unix seconds as an ISO 8601 UTC time, ``-`` for None."""
-    return "-" if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    return "-" if at is None else iso_time(at)
 
 
 async def rotate(ring: Keyring, now: int, *, dry_run: bool = False, verify_urls: Sequence[str] = ()) -> StepResult:
