@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from jwksd.__main__ import main
 from jwksd.errors import RotationError
 from jwksd.rotation.clock import check_clock, clock_skew
+from jwksd.rotation.report import write_report
 from jwksd.rotation.rotate import iso, rotate
 from tests.conftest import REGION
 from tests.rotation_helpers import DAY, T0, keyring, rotation_config
 
 P = 1500
+RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "prometheus"
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +70,8 @@ async def test_a_failing_expiry_does_not_stop_a_due_promotion(moto_endpoint: str
     assert found[("jwksd_rotation_failed_actions", "expire")] == 1
     assert found[("jwksd_rotation_failed_actions", "publish")] == found[("jwksd_rotation_failed_actions", "step")] == 0
     assert found[("jwksd_rotation_last_run_timestamp_seconds", "")] >= before
+    # v1's failed expiry is still due: the next change is overdue from now on, until a run completes it.
+    assert found[("jwksd_rotation_next_due_timestamp_seconds", "")] == T0 + P + 4 * DAY
 
 
 async def test_a_skewed_clock_is_refused(moto_endpoint: str) -> None:
@@ -93,3 +98,15 @@ def test_now_outside_dry_run_needs_clock_override(tmp_path: Path, capsys: pytest
         assert capsys.readouterr().err == ("jwksd: invalid configuration:\n  - --now = '2027-01-15T08:00:00Z': "
                                            "changes keys at a time that is not the clock's; allowed with --dry-run, "
                                            "or with --clock-override (tests and drills only)\n")
+
+
+def test_overdue_and_failing_alerts_pass_promtool(tmp_path: Path) -> None:
+    """promtool checks and unit-tests rotation-alerts.yml; every metric it names is one write_report writes."""
+    for args in (("check", "rules", "rotation-alerts.yml"), ("test", "rules", "rotation-alerts.test.yml")):
+        result = subprocess.run(["promtool", *args], cwd=RULES_DIR, capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    write_report(tmp_path / "r.prom", ["expire"], next_due=T0)
+    written = {name for name, _ in samples(tmp_path / "r.prom")}
+    used = set(re.findall(r"\bjwksd_[a-z_]+", (RULES_DIR / "rotation-alerts.yml").read_text()))
+    assert used <= written, used - written

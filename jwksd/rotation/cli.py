@@ -164,8 +164,10 @@ async def _rotate(ring: Any, args: argparse.Namespace, now: int) -> int:
     config: RotationConfig = ring.config
     verify_urls = [*config.verify_urls, *args.verify_url]
     failed: list[str] = []
+    next_due: int | None = None
     try:
         result = await rotate(ring, now, dry_run=args.dry_run, verify_urls=verify_urls)
+        next_due = result.next_due
         failed += result.failed
         print("\n".join(result.lines), flush=True)
         if config.publish_secret_id and not args.dry_run:
@@ -180,7 +182,7 @@ async def _rotate(ring: Any, args: argparse.Namespace, now: int) -> int:
     finally:
         if config.metrics_file is not None and not args.dry_run:
             try:
-                write_report(config.metrics_file, failed)
+                write_report(config.metrics_file, failed, next_due=next_due)
             except OSError as exc:  # reported, never hiding the step's own outcome
                 print(f"jwksd keys rotate: rotation.metrics_file {config.metrics_file}: {exc.strerror}",
                       file=sys.stderr)

@@ -32,6 +32,7 @@ class StepResult:
     held: bool = False
     conflict: bool = False
     failed: list[str] = field(default_factory=list)  # the actions that failed and were passed over
+    next_due: int | None = None  # when the next change falls due after this step (in the past: overdue)
 
     def say(self, change: str, record: KeyRecord | int, kid: str | None = None, *, error: bool = False,
             **detail: Any) -> None:
@@ -73,6 +74,8 @@ async def rotate(ring: Keyring, now: int, *, dry_run: bool = False, verify_urls:
         await consistent_records(ring)
     if not steps.actions:
         result.lines.append(_idle(records, steps))
+    result.next_due = steps.next_due if dry_run or not steps.actions else \
+        plan(await ring.registry.records(), now, ring.policy).next_due
     return result
 
 
