@@ -106,11 +106,16 @@ async def refresh_ctx(app: web.Application) -> AsyncIterator[None]:
         await refresher.source_set.close()  # a reload closes what it replaces; this is the set in use
 
 
+def prepare_metrics(metrics: Metrics, config: Config) -> None:
+    """Create the series of the config's routes and sources at 0: at start, and again after a reload."""
+    paths = frozenset(config.server.paths) | ({config.oidc.discovery_path} if config.oidc else set())
+    metrics.prepare(sorted(paths), [s.name for s in config.sources], DROP_REASONS, REJECT_REASONS)
+
+
 def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | None = None) -> web.Application:
     """Build the application; nothing is opened until the runner starts it."""
     metrics = metrics or Metrics()
-    paths = frozenset(config.server.paths) | ({config.oidc.discovery_path} if config.oidc else set())
-    metrics.prepare(sorted(paths), [s.name for s in config.sources], DROP_REASONS, REJECT_REASONS)
+    prepare_metrics(metrics, config)
     # No middlewares: they would cost more than the JWKS handler itself (see jwksd/request_metrics.py).
     app = web.Application(client_max_size=1024,
                           handler_args={"max_line_size": config.server.max_line_size,

@@ -18,13 +18,12 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, METRICS, PUBLISHER, REFRESHER
+from jwksd.app import CONFIG, METRICS, PUBLISHER, REFRESHER, prepare_metrics
 from jwksd.config import Config, keep_restart_only, restart_required
 from jwksd.errors import ConfigError, JwksdError
 from jwksd.local_file import READ_TIMEOUT_S
 from jwksd.log import set_level
 from jwksd.preflight import preflight
-from jwksd.validate import DROP_REASONS, REJECT_REASONS
 
 log = structlog.get_logger("jwksd.reload")
 
@@ -90,7 +89,7 @@ async def reload_config(app: web.Application, load: Callable[[], Config]) -> boo
     await previous.close_retired(source_set)
     if "state.fallback_file" in changed:
         await app[PUBLISHER].reread_fallback()
-    metrics.prepare(sorted(new.server.paths), [s.name for s in new.sources], DROP_REASONS, REJECT_REASONS)
+    prepare_metrics(metrics, new)
     metrics.set_budgets(new.refresh)
     set_level(new.log.level)
     metrics.config_reloads.labels("applied").inc()
