@@ -133,17 +133,14 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     app[HEALTH] = health
     requests = RequestMetrics(metrics)
     for path in config.server.paths:
-        app.router.add_get(path, requests.wrap(handler.handle, path), allow_head=True)
-        app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))
+        _add_document(app, requests, path, handler)
     if config.oidc is not None:
         from jwksd.oidc import DiscoveryDocument
 
         document = DiscoveryDocument(config.oidc)
         app[PUBLISHER].derived.append(document.update)
         discovery = JwksHandler(app[CONFIG], store, lambda: app.get(REFRESHER), represent=document.represent)
-        path = config.oidc.discovery_path
-        app.router.add_get(path, requests.wrap(discovery.handle, path), allow_head=True)
-        app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))
+        _add_document(app, requests, config.oidc.discovery_path, discovery)
     app.router.add_get("/healthz", requests.wrap(health.healthz, OTHER))
     app.router.add_get("/readyz", requests.wrap(health.readyz, OTHER))
     app.router.add_get("/health", requests.wrap(health.health, OTHER))
@@ -153,6 +150,12 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     app.cleanup_ctx.append(ladder_ctx)
     app.cleanup_ctx.append(refresh_ctx)
     return app
+
+
+def _add_document(app: web.Application, requests: RequestMetrics, path: str, handler: JwksHandler) -> None:
+    """GET and HEAD of ``path`` through ``handler``, OPTIONS as the CORS preflight; each counted under ``path``."""
+    app.router.add_get(path, requests.wrap(handler.handle, path), allow_head=True)
+    app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))
 
 
 def make_metrics_app(metrics: Metrics, health: Health | None = None) -> web.Application:
