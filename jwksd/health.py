@@ -64,6 +64,10 @@ class Health:
             "last_error": _error(refresh.last_error),
             "sources": {s.name: _source_health(s) for s in refresh.sources},
         }
+        if store.revoked_kept:  # revoking them would have emptied the set: still served
+            check["revoked_kept"] = list(store.revoked_kept)
+            status = "warn" if status == "pass" else status
+            check["status"] = status
         checks = {"jwks": check}
         shared = self.shared_cache()
         if shared is not None:

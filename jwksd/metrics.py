@@ -90,6 +90,8 @@ class Metrics:
         self.documents_rejected = Counter("jwksd_documents_rejected", "Documents refused whole, by reason.",
                                           ["reason"], registry=r)
         self.kids_removed = Counter("jwksd_kids_removed", "Kids that left the served set.", registry=r)
+        self.revocations_kept = Counter("jwksd_revocations_kept", "Times validation.revoked_kids was not applied "
+                                        "because every served key is revoked: the set stays served.", registry=r)
         self.served_age = Gauge("jwksd_served_age_seconds", "Seconds since the served set was last confirmed.",
                                 registry=r)
         self.last_success = Gauge("jwksd_last_success_timestamp_seconds", "Unix time of the last successful refresh.",

@@ -23,6 +23,7 @@ from jwksd.jwk import thumbprint
 from jwksd.metrics import Metrics
 from jwksd.state import LastKnownGood, read_fallback, read_last_known_good, save_last_known_good
 from jwksd.store import Clock, Snapshot, Store, build_snapshot
+from jwksd.validate import revoked
 
 log = structlog.get_logger("jwksd.publish")
 
@@ -69,6 +70,7 @@ class Publisher:
         # With the shared cache, its live map of each source's newest accepted entry time: saved with every
         # write, so a restarted replica still refuses older entries (see shared_source.py).
         self.accepted_at: Mapping[str, float] = {}
+        self._lock = asyncio.Lock()  # a refresh's publish and a reload's revoke never interleave
 
     def _install(self, snapshot: Snapshot) -> bool:
         """Swap in a snapshot with new content and rebuild what is derived from it; False when it cannot be served.
@@ -186,7 +188,8 @@ class Publisher:
         added: list[str] = []
         removed: list[str] = []
         if shares is not None:
-            added, removed = await self._swap(shares, confirmed=not failing)
+            async with self._lock:
+                added, removed = await self._swap(shares, confirmed=not failing)
         elif failing:
             self.promote_standby("source_failed")
         served = self.store.served_source(self.config.refresh.max_age_s)
@@ -194,8 +197,70 @@ class Publisher:
             self.metrics.set_serving(served)  # stale while a source fails, not only fresh on a change
         return added, removed, served
 
+    async def revoke(self, shares: Mapping[str, tuple[Key, ...]]) -> None:
+        """After a reload changed ``revoked_kids``: serve and persist what is held without the revoked keys, now.
+
+        Nothing is fetched, so a source that is down does not delay it: the served set (or the disk rung standing
+        by) loses its revoked keys, keeping its origin and confirmation time, and ``shares`` (each source's last
+        delivered keys) are persisted without them, so a restart does not bring them back. When every served key
+        is revoked the set stays served, and that is logged, counted and shown on /health.
+        """
+        async with self._lock:
+            current = self.store.snapshot or self.store.standby
+            if current is None:
+                return
+            keys = self._allowed(current.keys)
+            if not keys:
+                self._keep_revoked(current.keys)
+                return
+            self.store.revoked_kept = ()
+            if len(keys) == len(current.keys):
+                return  # nothing served is revoked (a kid taken off the list comes back with the next publish)
+            snapshot = build_snapshot(keys, current.origin, self.clock, fetched_at=current.fetched_at,
+                                      changed_at=_next_change(current, self.clock))
+            if not (self._install(snapshot) if self.store.snapshot is not None else self._stand_by(snapshot)):
+                self.metrics.documents_rejected.labels("internal_error").inc()
+                return
+            removed = sorted(set(current.kids) - set(snapshot.kids))
+            self.metrics.kids_removed.inc(len(removed))
+            if self.store.snapshot is snapshot:
+                self.metrics.keys_served.set(len(snapshot.kids))
+            log.warning("revoked_kids_removed", kids=removed, origin=current.origin,
+                        detail="validation.revoked_kids applied to the served set without a refresh")
+            if current.origin != "fallback":  # the fallback file is the operator's own: never written
+                await self._persist(snapshot.keys, snapshot.fetched_at, snapshot.changed_at,
+                                    self._allowed_shares(shares))
+
+    def _allowed(self, keys: Sequence[Key]) -> tuple[Key, ...]:
+        """``keys`` without those ``validation.revoked_kids`` lists (by kid or thumbprint, as the validator does)."""
+        validation = self.config.validation
+        return tuple(key for key in keys if not revoked(key, validation))
+
+    def _allowed_shares(self, shares: Mapping[str, tuple[Key, ...]]) -> dict[str, tuple[Key, ...]]:
+        """Each share without its revoked keys; a share left with none is left out."""
+        return {name: kept for name, kept in ((name, self._allowed(share)) for name, share in shares.items()) if kept}
+
+    def _keep_revoked(self, keys: Sequence[Key]) -> None:
+        """Every served key is revoked: they stay served (an empty set fails every token); logged, counted, shown."""
+        kids = [key_id(key) for key in keys]
+        self.store.revoked_kept = tuple(kids)
+        self.metrics.revocations_kept.inc()
+        log.error("revoked_kids_would_empty", kids=kids,
+                  detail="every served key is listed in validation.revoked_kids, and an empty set cannot be served: "
+                         "they stay served; publish the replacement key first, then revoke")
+
+    def _without_revoked(self, shares: Mapping[str, tuple[Key, ...]]) -> dict[str, tuple[Key, ...]]:
+        """Each share without its revoked keys (a share left empty is left out); ``shares`` as they are when that
+        would leave nothing to serve (reported by :meth:`_keep_revoked`)."""
+        by_source = self._allowed_shares(shares)
+        if by_source or not any(shares.values()):
+            self.store.revoked_kept = ()
+            return by_source
+        self._keep_revoked(merge(list(shares.items())))
+        return dict(shares)
+
     async def _swap(self, shares: Mapping[str, tuple[Key, ...]], *, confirmed: bool) -> tuple[list[str], list[str]]:
-        by_source = dict(shares)
+        by_source = self._without_revoked(shares)
         keys = merge(list(by_source.items()))
         installed = self.store.snapshot
         current = installed or self.store.standby  # what requests got so far, whichever

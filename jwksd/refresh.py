@@ -196,6 +196,10 @@ class Refresher:
             return None
         return {state.name: state.keys for state in self.states.values() if state.keys is not None}
 
+    def held(self) -> dict[str, tuple[Key, ...]]:
+        """Each source's last delivered keys, read back from last-known-good ones included (for a revocation)."""
+        return {state.name: state.keys for state in self.states.values() if state.keys is not None}
+
     def _status(self) -> RefreshStatus:
         """A frozen copy of every source's state, for readers outside the loop."""
         return RefreshStatus(tuple(

@@ -86,6 +86,8 @@ async def reload_config(app: web.Application, load: Callable[[], Config]) -> boo
                     detail="set at start (marked (restart) in the example config): restart to change them")
     previous = refresher.source_set
     await refresher.reconfigure(new, source_set)
+    if "validation.revoked_kids" in changed:  # at once, from what is held: the source may be down
+        await app[PUBLISHER].revoke(refresher.held())
     await previous.close_retired(source_set)
     if "state.fallback_file" in changed:
         await app[PUBLISHER].reread_fallback()

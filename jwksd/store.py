@@ -99,6 +99,7 @@ class Store:
         self.snapshot: Snapshot | None = None
         self.standby: Snapshot | None = None
         self.failing = False  # the latest refresh attempt failed
+        self.revoked_kept: tuple[str, ...] = ()  # revoked kids still served: revoking them would empty the set
 
     def swap(self, snapshot: Snapshot) -> Snapshot | None:
         """Install ``snapshot``; return the one it replaced."""

@@ -102,9 +102,15 @@ def _validate(data: bytes, config: ValidationConfig) -> KeySet:
     return KeySet(keys=tuple(sorted(served, key=_order)), dropped=tuple(dropped))
 
 
+def revoked(key: Mapping[str, Any], config: ValidationConfig) -> bool:
+    """Whether ``revoked_kids`` lists the kid or the RFC 7638 thumbprint of ``key`` (a served, public JWK)."""
+    return bool(config.revoked_kids) and (key.get("kid") in config.revoked_kids
+                                          or thumbprint(key) in config.revoked_kids)
+
+
 def _not_revoked(key: dict[str, Any], config: ValidationConfig) -> dict[str, Any]:
-    """``key`` unless its kid or thumbprint is in ``revoked_kids`` (checked after every other rule)."""
-    if config.revoked_kids and (key.get("kid") in config.revoked_kids or thumbprint(key) in config.revoked_kids):
+    """``key`` unless it is :func:`revoked` (checked after every other rule)."""
+    if revoked(key, config):
         raise KeyDropped("revoked", "the key is listed in validation.revoked_kids")
     return key
 

@@ -288,3 +288,57 @@ async def test_reread_fallback_replaces_only_a_served_fallback(clock: FakeClock,
     pub.live.current = replace(pub.config, state=StateConfig(fallback_file=first))
     await pub.reread_fallback()
     assert pub.store.snapshot is not None and pub.store.snapshot.kids == ("key-0",)
+
+
+def revoking(pub: Publisher, *kids: str) -> None:
+    """Put ``kids`` in the publisher's validation.revoked_kids, as a reload does."""
+    pub.live.current = replace(pub.config, validation=replace(pub.config.validation, revoked_kids=kids))
+
+
+async def test_revoke_rewrites_a_standing_by_last_known_good(clock: FakeClock, tmp_path: Path) -> None:
+    """Before any fetch, a revocation takes the kid out of the standing-by last-known-good, its times kept, and
+    rewrites the file."""
+    save_last_known_good(tmp_path, (key(0), key(1)), fetched_at=1_700_000_000.0, changed_at=1_600_000_000.0,
+                         sources={"a": (key(0), key(1))})
+    pub = publisher(clock, state_dir=tmp_path)
+    await pub.restore()
+    revoking(pub, "key-1")
+    await pub.revoke({"a": (key(0), key(1))})
+    standby = pub.store.standby
+    assert pub.store.snapshot is None and standby is not None
+    assert (standby.origin, standby.kids, standby.fetched_at) == ("last-known-good", ("key-0",), 1_700_000_000.0)
+    saved = load_last_known_good(tmp_path, ValidationConfig(), now=clock.time())
+    assert saved is not None and saved.keyset.kids == ("key-0",) and saved.sources["a"].kids == ("key-0",)
+    assert sample(pub, "jwksd_kids_removed_total") == 1
+
+
+async def test_revoke_of_a_served_fallback_writes_nothing(clock: FakeClock, tmp_path: Path) -> None:
+    """A served fallback loses the revoked kid at once; the fallback file is the operator's, so no state is written."""
+    fallback = tmp_path / "fallback.json"
+    fallback.write_text(jwk_set(key(0), key(1)))
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    pub = publisher(clock, state_dir=state_dir, fallback=fallback)
+    await pub.restore()
+    await pub.publish(None, failing=True)
+    revoking(pub, "key-0")
+    await pub.revoke({})
+    assert pub.store.snapshot is not None and pub.store.snapshot.kids == ("key-1",)
+    assert pub.store.snapshot.origin == "fallback" and not any(state_dir.iterdir())
+
+
+async def test_revoking_every_key_keeps_the_set_and_the_next_publish_too(clock: FakeClock) -> None:
+    """Every served key revoked: the set stays, revoked_kept names them, counted; a publish keeps it as well."""
+    pub = publisher(clock)
+    await pub.publish({"a": (key(0),)}, failing=False)
+    served = pub.store.snapshot
+    revoking(pub, "key-0")
+    with structlog.testing.capture_logs() as logs:
+        await pub.revoke({"a": (key(0),)})
+        assert await pub.publish({"a": (key(0),)}, failing=True) == ([], [], "stale")
+    assert pub.store.snapshot is served and pub.store.revoked_kept == ("key-0",)
+    assert [(e["event"], e["kids"]) for e in logs] == [("revoked_kids_would_empty", ["key-0"])] * 2
+    assert sample(pub, "jwksd_revocations_kept_total") == 2
+    revoking(pub)
+    await pub.revoke({"a": (key(0),)})
+    assert pub.store.revoked_kept == ()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
+import json
 import shutil
 import signal
 from collections.abc import Iterator
@@ -17,10 +19,12 @@ from structlog.testing import capture_logs
 from jwksd.app import CONFIG, REFRESHER
 from jwksd.config import Config, Listen, StateConfig, ValidationConfig
 from jwksd.errors import ConfigError
+from jwksd.jwk import thumbprint
 from jwksd.reload import plan, reload_config
 from tests.conftest import REGION, Secrets, free_port
 from tests.daemon_helpers import JWKS, get_jwks, kids_of, metric, refresh_now, sm_config, start, wait_refreshes
 from tests.daemon_process import Daemon, base_env, sm_sections, wait_until
+from tests.fault_proxy import FaultProxy, start_proxy
 from tests.keys import jwk_set, rsa_jwk, rsa_key
 
 
@@ -205,3 +209,70 @@ def test_revoked_kids_on_sighup_and_after_a_restart_with_aws_down(secrets: Secre
     with Daemon.from_toml(tmp_path, {**sections, "validation": {"revoked_kids": ["leaked"]}}, endpoint=down) as daemon:
         assert daemon.kids() == {"k1"}
         assert daemon.wait_event("serving_from_disk")["kids"] == ["k1"]
+
+
+async def _daemon_behind_down_aws(secrets: Secrets, tmp_path: Path) -> tuple[Daemon, FaultProxy, dict[str, Any]]:
+    """A daemon serving k1 and leaked from a secret behind the fault proxy, last-known-good written, then AWS down."""
+    secret = secrets.create(jwk_set(rsa_jwk(rsa_key(0), "k1"), rsa_jwk(rsa_key(1), "leaked")))
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    sections = {**sm_sections(secret), "state": {"state_dir": str(state_dir)}}
+    proxy = await start_proxy(secrets.endpoint)
+    daemon = await asyncio.to_thread(Daemon.from_toml, tmp_path, sections, endpoint=proxy.url)
+    assert await asyncio.to_thread(daemon.kids) == {"k1", "leaked"}
+    await asyncio.to_thread(wait_until, lambda: any(state_dir.iterdir()), "the last-known-good file")
+    proxy.fault = "http_503"
+    await asyncio.to_thread(daemon.refresh)
+    assert proxy.faulted("http_503") and await asyncio.to_thread(daemon.kids) == {"k1", "leaked"}
+    return daemon, proxy, sections
+
+
+async def _revoke(daemon: Daemon, tmp_path: Path, kids: list[str]) -> None:
+    """Append ``[validation] revoked_kids`` to the daemon's config file and SIGHUP it; wait for the reload."""
+    config = tmp_path / "jwksd.toml"
+    config.write_text(config.read_text() + f"[validation]\nrevoked_kids = {json.dumps(kids)}\n")
+    daemon.signal(signal.SIGHUP)
+    applied = await asyncio.to_thread(daemon.wait_event, "reload_applied")
+    assert applied["changed"] == ["validation.revoked_kids"]
+
+
+async def test_revoked_kids_act_at_once_while_aws_is_down(secrets: Secrets, tmp_path: Path) -> None:
+    """With AWS down, SIGHUP + revoked_kids drops the kid from the served set and last-known-good, restart included."""
+    daemon, proxy, sections = await _daemon_behind_down_aws(secrets, tmp_path)
+    try:
+        await _revoke(daemon, tmp_path, ["leaked"])
+        await asyncio.to_thread(wait_until, lambda: daemon.kids() == {"k1"}, "the revoked kid to leave the set")
+        removed = daemon.events("revoked_kids_removed")[0]
+        assert (removed["kids"], removed["origin"]) == (["leaked"], "fresh")
+        state = "".join(path.read_text() for path in (tmp_path / "state").iterdir())
+        assert '"k1"' in state and "leaked" not in state
+        await asyncio.to_thread(daemon.refresh)  # another failed refresh does not bring it back
+        assert await asyncio.to_thread(daemon.kids) == {"k1"}
+        assert await asyncio.to_thread(daemon.metric, "jwksd_kids_removed_total") == 1
+        assert await asyncio.to_thread(daemon.stop) == 0
+        restarted = {**sections, "validation": {"revoked_kids": ["leaked"]}}
+        daemon = await asyncio.to_thread(Daemon.from_toml, tmp_path, restarted, endpoint=proxy.url)
+        assert await asyncio.to_thread(daemon.kids) == {"k1"}
+        assert daemon.events("serving_from_disk")[0]["kids"] == ["k1"]
+    finally:
+        await asyncio.to_thread(daemon.stop)
+        await proxy.close()
+
+
+async def test_revoking_every_served_key_keeps_serving_and_says_so(secrets: Secrets, tmp_path: Path) -> None:
+    """Revoking every served key (by kid and by thumbprint) keeps them served, logged, counted and on /health."""
+    daemon, proxy, _ = await _daemon_behind_down_aws(secrets, tmp_path)
+    try:
+        await _revoke(daemon, tmp_path, ["k1", thumbprint(rsa_jwk(rsa_key(1), "leaked"))])
+        refused = await asyncio.to_thread(daemon.wait_event, "revoked_kids_would_empty")
+        assert (refused["level"], refused["kids"]) == ("error", ["k1", "leaked"])
+        assert await asyncio.to_thread(daemon.kids) == {"k1", "leaked"}
+        assert await asyncio.to_thread(daemon.metric, "jwksd_revocations_kept_total") >= 1
+        status, _, body = await asyncio.to_thread(daemon.get, "/health")
+        health = json.loads(body)
+        assert (status, health["status"], health["checks"]["jwks"]["status"]) == (200, "warn", "warn")
+        assert health["checks"]["jwks"]["revoked_kept"] == ["k1", "leaked"]
+        assert "leaked" in "".join(path.read_text() for path in (tmp_path / "state").iterdir())
+    finally:
+        await asyncio.to_thread(daemon.stop)
+        await proxy.close()
