@@ -24,8 +24,8 @@ JWKS = "/.well-known/jwks.json"
 
 def _jwksd_app() -> tuple[web.Application, str]:
     from bench.documents import rsa_document
-    from jwksd.app import STORE, make_app
     from jwksd.config import load_config
+    from jwksd.http.app import STORE, make_app
     from jwksd.store import SystemClock, build_snapshot
 
     app = make_app(load_config(None, {"JWKSD_SECRET_ID": "bench", "AWS_REGION": "us-east-1"}))

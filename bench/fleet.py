@@ -22,8 +22,8 @@ from aiohttp import web
 
 from bench.documents import rsa_document, split_stages
 from bench.source import CREDENTIALS, REGION, Moto, Proxy
-from jwksd.app import make_app
 from jwksd.config import Config, RefreshConfig, SecretsManagerSourceConfig, ServerConfig, SharedCacheConfig
+from jwksd.http.app import make_app
 from jwksd.log import configure_logging
 from jwksd.metrics import Metrics
 from tests.redis_server import RedisServer

@@ -15,14 +15,14 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, HEALTH, REFRESH_TASK, REFRESHER, STORE, TLS, make_app, make_metrics_app
 from jwksd.config import Config
+from jwksd.http.app import CONFIG, HEALTH, REFRESH_TASK, REFRESHER, STORE, TLS, make_app, make_metrics_app
+from jwksd.http.server import start_listeners
+from jwksd.http.tls_renewal import TlsRenewal
 from jwksd.metrics import Metrics
 from jwksd.notify import Notifier, watchdog_loop
 from jwksd.reload import reload_config
-from jwksd.server import start_listeners
 from jwksd.shutdown import stop_tasks
-from jwksd.tls_renewal import TlsRenewal
 
 log = structlog.get_logger("jwksd.daemon")
 SWITCH_INTERVAL_S = 0.0005

@@ -19,10 +19,10 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from jwksd import aws
+from jwksd.aws.retry import NO_RETRIES
 from jwksd.config import load_config
-from jwksd.jwk import thumbprint
 from jwksd.log import configure_logging
-from jwksd.retry import NO_RETRIES
+from jwksd.validate.jwk import thumbprint
 
 SECRET_ID = "jwksd/demo/public-keys"  # noqa: S105 - a secret name, not a secret
 REGION = "us-east-1"

@@ -10,8 +10,8 @@
     └── RotationError        a key lifecycle step could not be done; carries a code and retryability
         └── RegistryConflict another rotator changed the key registry first (a conditional write lost)
 
-Third-party exceptions are translated at one boundary each (botocore in aws.py, aiohttp's client
-in sources/http.py, redis in shared_cache.py, the JSON parser in validate.py) and raised as these
+Third-party exceptions are translated at one boundary each (botocore in aws/__init__.py, aiohttp's client
+in sources/http.py, redis in fleet/cache.py, the JSON parser in validate/__init__.py) and raised as these
 ``from`` the original. A source turns an AwsError into a SourceError naming what it was reading.
 """
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from jwksd.config import Config, SharedCacheConfig
 from jwksd.errors import ConfigError, StateError
+from jwksd.http.tls import check_tls_files
 from jwksd.state import load_fallback
-from jwksd.tls import check_tls_files
 
 MIN_HMAC_KEY_BYTES = 32
 UNAUTHENTICATED = ("shared_cache.hmac_key_file = None: expected the path of a key file (32 bytes or more, the same "
@@ -77,7 +77,7 @@ def check_connection_budget(config: Config) -> None:
     ConfigError naming the figures when it does not. The count of descriptors open at start is this
     process's, so a cap within a few descriptors of the limit may pass here and not in ``serve``.
     """
-    from jwksd.server import open_fd_count, open_file_limit, plan_budget
+    from jwksd.http.server import open_fd_count, open_file_limit, plan_budget
 
     plan_budget(config.server.max_connections, nofile=open_file_limit(), open_fds=open_fd_count(),
                 metrics_listener=config.server.metrics_listen is not None)

@@ -19,11 +19,11 @@ import structlog
 
 from jwksd.config import Config, LiveConfig
 from jwksd.errors import StateError
-from jwksd.jwk import thumbprint
 from jwksd.metrics import Metrics
 from jwksd.state import LastKnownGood, read_fallback, read_last_known_good, save_last_known_good
 from jwksd.store import Clock, Snapshot, Store, build_snapshot
 from jwksd.validate import revoked
+from jwksd.validate.jwk import thumbprint
 
 log = structlog.get_logger("jwksd.publish")
 
@@ -68,7 +68,7 @@ class Publisher:
         # in the same step as the swap, so no request sees the new set with a document of the old one.
         self.derived: list[Callable[[Snapshot], object]] = []
         # With the shared cache, its live map of each source's newest accepted entry time: saved with every
-        # write, so a restarted replica still refuses older entries (see shared_source.py).
+        # write, so a restarted replica still refuses older entries (see fleet/source.py).
         self.accepted_at: Mapping[str, float] = {}
         self._lock = asyncio.Lock()  # a refresh's publish and a reload's revoke never interleave
 

@@ -18,9 +18,9 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from jwksd.app import CONFIG, METRICS, PUBLISHER, REFRESHER, prepare_metrics
 from jwksd.config import Config, keep_restart_only, restart_required
 from jwksd.errors import ConfigError, JwksdError
+from jwksd.http.app import CONFIG, METRICS, PUBLISHER, REFRESHER, prepare_metrics
 from jwksd.local_file import READ_TIMEOUT_S
 from jwksd.log import set_level
 from jwksd.preflight import preflight

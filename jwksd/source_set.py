@@ -18,7 +18,7 @@ from jwksd.sources import Source, open_source
 from jwksd.store import Clock
 
 if TYPE_CHECKING:
-    from jwksd.shared_cache import SharedCache
+    from jwksd.fleet.cache import SharedCache
 
 log = structlog.get_logger("jwksd.source_set")
 
@@ -47,7 +47,7 @@ class SourceSet:
         cache = None
         if config.shared_cache.enabled:
             # Imported only when configured: redis and aiocache are a third of the start-up imports.
-            from jwksd.shared_cache import SharedCache
+            from jwksd.fleet.cache import SharedCache
 
             cache = SharedCache.open(config.shared_cache, metrics, clock)
             cache.accepted.update(accepted_at or {})
@@ -81,8 +81,8 @@ class SourceSet:
                                    max_document_bytes=config.validation.max_document_bytes)
         if self.cache is None or isinstance(source_config, FileSourceConfig):
             return source
-        from jwksd.shared_entry import source_identity
-        from jwksd.shared_source import SharedSource
+        from jwksd.fleet.entry import source_identity
+        from jwksd.fleet.source import SharedSource
 
         interval_s = config.refresh.interval_s
         max_fresh_s = source_config.max_refresh_s if isinstance(source_config, HttpSourceConfig) else interval_s

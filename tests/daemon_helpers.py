@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
-from jwksd.app import HEALTH, METRICS, REFRESHER, make_app
 from jwksd.config import Config, RefreshConfig, SecretsManagerSourceConfig, StateConfig
+from jwksd.http.app import HEALTH, METRICS, REFRESHER, make_app
 from jwksd.metrics import Metrics
 from jwksd.refresh import Refresher
 from jwksd.store import Clock

@@ -177,7 +177,7 @@ def path_problems(word: str, last_test_file: list[Path] | None = None) -> list[s
     path_part, _, test_name = word.partition("::")
     top = path_part.split("/")[0]
     if re.fullmatch(r"[\w*]+\.py|[a-z_]+/", path_part) and top not in {p.name for p in ROOT.iterdir()}:
-        # a module or package named alone (``validate.py``, ``jwk*.py``, ``sources/``): somewhere in the code
+        # a module or package named alone (``publish.py``, ``jwk*.py``, ``sources/``): somewhere in the code
         if not any(any((ROOT / code).rglob(path_part.rstrip("/"))) for code in CODE_DIRS):
             return [f"{path_part}: no such module in {', '.join(CODE_DIRS)}"]
         return []

@@ -16,7 +16,7 @@ from tests.markdown import ROOT, Document
 _ENV = re.compile(r"\bJWKSD_[A-Z0-9_]*[A-Z0-9]\b")
 _SETTING_SPAN = re.compile(r"^\[?([a-z_]+)\]?[. ]([a-z_0-9]+)(\s*=.*)?$")
 _TABLE_SPAN = re.compile(r"^\[\[?[a-z_.]+\]\]?$")
-FILE_SUFFIXES = {"py", "md", "toml", "json", "yml", "yaml", "cfg", "txt"}  # shared_cache.py is a module
+FILE_SUFFIXES = {"py", "md", "toml", "json", "yml", "yaml", "cfg", "txt"}  # server.py is a module
 SOURCE_KINDS = ("secretsmanager", "file", "http", "dynamodb")
 
 

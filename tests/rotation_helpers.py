@@ -11,8 +11,8 @@ from typing import Any
 
 import boto3
 
+from jwksd.aws.registry import KeyRecord
 from jwksd.config import RotationConfig
-from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring, open_keyring
 from jwksd.rotation.registry import Registry
 from tests.conftest import REGION

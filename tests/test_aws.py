@@ -1,4 +1,4 @@
-"""The AWS boundary (jwksd/aws.py): every botocore exception mapped, and calls to moto, direct or through faults."""
+"""The AWS boundary (jwksd/aws/): every botocore exception mapped, and calls to moto, direct or through faults."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from jwksd import aws
+from jwksd.aws.retry import NO_RETRIES, Retries
 from jwksd.errors import AwsError
 from jwksd.metrics import AWS_COMMON_CODES, Metrics
-from jwksd.retry import NO_RETRIES, Retries
 from tests.conftest import REGION, closed_endpoint
 from tests.fault_proxy import FaultProxy, start_proxy
 

@@ -51,7 +51,7 @@ no_such_setting = 1
 
 `refresh.interval_s`, `[validation] max_keys`, `source.url`, `refresh.no_such_s`, `[no_such_table]`,
 `JWKSD_LISTEN`, `JWKSD_NO_SUCH_VARIABLE`, `tests/test_docs.py::test_checker_finds_each_kind_of_mistake`,
-`::test_no_such_test`, `config/no-such.toml`, `fuzz/crashes/`, `validate.py`, `jwk*.py`, `sources/`,
+`::test_no_such_test`, `config/no-such.toml`, `fuzz/crashes/`, `publish.py`, `jwk*.py`, `sources/`,
 `no_such_module.py`, `no_such_package/`.
 
 ```json

@@ -19,7 +19,7 @@ from tests.conftest import Secrets
 from tests.daemon_helpers import WAIT_S, get_jwks, refresher_of, sm_config, start
 from tests.fault_proxy import FAULTS, Attempt, FaultProxy, start_proxy
 from tests.keys import jwk_set, rsa_jwk, rsa_key
-from tests.test_app import metric
+from tests.test_http_app import metric
 
 MAX_RETRIES = 2
 AWS_RETRY_BASE_S, AWS_RETRY_CAP_S = 0.05, 0.2

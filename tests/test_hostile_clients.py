@@ -4,7 +4,7 @@ Slow and idle clients are cut off at ``keepalive_timeout_s`` (1 s here); malform
 smuggling and path-trick requests each get a 4xx, never a 5xx and never a key set; and after
 every one of them a well-behaved client still gets the same set. Clients that pipeline requests
 and never read the answers are cut at ``write_timeout_s``, and hundreds of them against a daemon
-limited to 128 open files stop neither a normal client nor a refresh (jwksd/server.py).
+limited to 128 open files stop neither a normal client nor a refresh (jwksd/http/server.py).
 """
 
 from __future__ import annotations

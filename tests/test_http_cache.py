@@ -6,7 +6,7 @@ import gzip
 from typing import Any
 
 from jwksd.config import Config, HttpCacheConfig, RefreshConfig
-from jwksd.http_cache import ConditionalGet, accepts_gzip, etag_matches, not_modified_since
+from jwksd.http.cache import ConditionalGet, accepts_gzip, etag_matches, not_modified_since
 from jwksd.store import build_snapshot
 from tests.conftest import FakeClock, Secrets
 from tests.daemon_helpers import JWKS, get_jwks, sm_config, start

@@ -12,7 +12,6 @@ import pytest
 import structlog
 
 from jwksd import local_file
-from jwksd.app import METRICS, REFRESH_TASK
 from jwksd.config import (
     Config,
     FileSourceConfig,
@@ -22,6 +21,7 @@ from jwksd.config import (
     ValidationConfig,
 )
 from jwksd.errors import StateError
+from jwksd.http.app import METRICS, REFRESH_TASK
 from jwksd.state import LKG_NAME, load_last_known_good, save_last_known_good
 from tests.conftest import REGION, Secrets
 from tests.daemon_helpers import WAIT_S, get_jwks, health_of, kids_of, refresh_now, refresher_of, sm_config, start

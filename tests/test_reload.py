@@ -16,11 +16,11 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from jwksd.app import CONFIG, REFRESHER
 from jwksd.config import Config, Listen, StateConfig, ValidationConfig
 from jwksd.errors import ConfigError
-from jwksd.jwk import thumbprint
+from jwksd.http.app import CONFIG, REFRESHER
 from jwksd.reload import plan, reload_config
+from jwksd.validate.jwk import thumbprint
 from tests.conftest import REGION, Secrets, free_port
 from tests.daemon_helpers import JWKS, get_jwks, kids_of, metric, refresh_now, sm_config, start, wait_refreshes
 from tests.daemon_process import Daemon, base_env, sm_sections, wait_until

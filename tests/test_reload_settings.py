@@ -23,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from jwksd.config import all_settings
-from jwksd.jwk import thumbprint
+from jwksd.validate.jwk import thumbprint
 from tests.conftest import Secrets
 from tests.daemon_process import Daemon, toml_config, wait_until
 from tests.keys import int_b64, jwk_set, key

@@ -12,8 +12,8 @@ import pytest
 import structlog
 
 from jwksd.__main__ import main
+from jwksd.aws.registry import KeyRecord
 from jwksd.errors import AwsError
-from jwksd.registry import KeyRecord
 from jwksd.rotation.registry import Registry
 from jwksd.rotation.rotate import iso, rotate
 from tests.rotation_helpers import key_state, keyring, rotation_config

@@ -6,11 +6,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from jwksd.aws.registry import jwk_from_spki, public_jwk
 from jwksd.errors import RotationError
-from jwksd.jwk import thumbprint
-from jwksd.jwk_encoding import b64u_decode
-from jwksd.registry import jwk_from_spki, public_jwk
 from jwksd.rotation.keys import der_to_raw, generate, load_private_jwk, private_jwk, sign_local
+from jwksd.validate.encoding import b64u_decode
+from jwksd.validate.jwk import thumbprint
 
 # RFC 7515, Appendix A.3: the ES256 example. R and S as printed there; S has its top bit set, so its
 # DER INTEGER needs a leading zero octet.

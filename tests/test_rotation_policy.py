@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jwksd.registry import KeyRecord, published
+from jwksd.aws.registry import KeyRecord, published
 from jwksd.rotation.policy import Create, Expire, Plan, Policy, Promote, inconsistencies, plan
 
 DAY = 86400

@@ -22,8 +22,8 @@ import pytest
 import structlog
 
 from jwksd.__main__ import main
+from jwksd.aws.registry import published
 from jwksd.config import Config, DynamoDBSourceConfig, RefreshConfig, SecretsManagerSourceConfig
-from jwksd.registry import published
 from jwksd.rotation.policy import single
 from jwksd.rotation.rotate import rotate
 from jwksd.rotation.sign import sign_jwt

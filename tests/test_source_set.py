@@ -24,7 +24,7 @@ from tests.conftest import HMAC_KEY, FakeClock, Secrets
 from tests.daemon_helpers import get_jwks, kids_of, metric, refresh_now, refresher_of, start
 from tests.keys import jwk_set, key
 from tests.redis_server import RedisServer
-from tests.test_shared_cache import SOURCE, entry_payload, fleet_config, seal
+from tests.test_fleet_cache import SOURCE, entry_payload, fleet_config, seal
 from tests.test_sources_http import Upstream, http_config
 
 

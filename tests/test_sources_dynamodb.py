@@ -14,7 +14,7 @@ from jwksd.rotation.rotate import rotate
 from tests.conftest import REGION, endpoint_of
 from tests.daemon_helpers import get_jwks, kids_of, refresh_now, start
 from tests.rotation_helpers import DAY, T0, keyring, rotation_config
-from tests.test_app import metric
+from tests.test_http_app import metric
 
 
 def daemon_config(endpoint: str, table: str) -> Config:

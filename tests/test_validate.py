@@ -1,4 +1,4 @@
-"""The document rules of JWK_RULES.md, the KeySet and the served bytes (jwksd/validate.py)."""
+"""The document rules of JWK_RULES.md, the KeySet and the served bytes (jwksd/validate/__init__.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from jwcrypto import jwk as jwcrypto_jwk
 from jwksd import validate
 from jwksd.config import ValidationConfig
 from jwksd.errors import DocumentRejected
-from jwksd.jwk import SERVED_MEMBERS, thumbprint
 from jwksd.validate import DROP_REASONS, REJECT_REASONS, KeySet, serialize_keys, validate_document
+from jwksd.validate.jwk import SERVED_MEMBERS, thumbprint
 from tests.keys import int_b64
 
 DEFAULT = ValidationConfig()

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from jwksd.config import ValidationConfig
 from jwksd.errors import DocumentRejected
-from jwksd.jwk import SERVED_MEMBERS
 from jwksd.validate import PRIVATE_MEMBERS, REJECT_REASONS, KeySet, serialize_keys, validate_document
+from jwksd.validate.jwk import SERVED_MEMBERS
 from tests.keys import ec_jwk, ed25519_jwk, rsa_jwk, rsa_key
 
 CONFIG = ValidationConfig()

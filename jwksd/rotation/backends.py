@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from jwksd.registry import KeyRecord
+from jwksd.aws.registry import KeyRecord
 
 
 @dataclass(frozen=True)

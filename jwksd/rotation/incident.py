@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import structlog
 
+from jwksd.aws.registry import KeyRecord
 from jwksd.errors import RotationError
-from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Promote, promotable_from, single
 from jwksd.rotation.rotate import StepResult, consistent_records, create_key, iso, promote_key

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jwksd import aws
+from jwksd.aws.registry import KeyRecord
+from jwksd.aws.retry import Retries
 from jwksd.config import RotationConfig
 from jwksd.errors import RotationError
-from jwksd.registry import KeyRecord
-from jwksd.retry import Retries
 from jwksd.rotation.backends import Backend
 from jwksd.rotation.policy import Policy
 from jwksd.rotation.registry import Registry

@@ -1,6 +1,6 @@
 """Key material: JWS algorithms as KMS names them, private JWKs, and DER to JWS signatures.
 
-Public JWKs come from the registry's read side (``jwksd.registry.public_jwk``). ECDSA signatures
+Public JWKs come from the registry's read side (``jwksd.aws.registry.public_jwk``). ECDSA signatures
 come from KMS and from ``cryptography`` as DER; JWS wants the raw, fixed-width R‖S (RFC 7518, section 3.4).
 """
 
@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from jwksd.aws.registry import CURVES, b64u_int, public_jwk
 from jwksd.errors import RotationError
-from jwksd.jwk_encoding import b64u_decode
-from jwksd.registry import CURVES, b64u_int, public_jwk
+from jwksd.validate.encoding import b64u_decode
 
 # JWS alg -> KMS SigningAlgorithm.
 KMS_SIGNING_ALGORITHMS = {

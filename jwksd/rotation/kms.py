@@ -8,9 +8,9 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any, cast
 
+from jwksd.aws.registry import KeyRecord, check_kid, kms_public_jwk
 from jwksd.config import RotationConfig
 from jwksd.errors import AwsError, JwksdError, RotationError
-from jwksd.registry import KeyRecord, check_kid, kms_public_jwk
 from jwksd.rotation.backends import NewKey
 from jwksd.rotation.keys import KMS_SIGNING_ALGORITHMS, jws_signature
 

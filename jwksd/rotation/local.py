@@ -11,9 +11,9 @@ import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
+from jwksd.aws.registry import KeyRecord, check_kid, public_jwk
 from jwksd.config import RotationConfig
 from jwksd.errors import AwsError, RotationError
-from jwksd.registry import KeyRecord, check_kid, public_jwk
 from jwksd.rotation.backends import NewKey
 from jwksd.rotation.keys import generate, load_private_jwk, private_jwk, sign_local
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from jwksd.aws.registry import KeyRecord, Status
 from jwksd.config import RotationConfig
-from jwksd.registry import KeyRecord, Status
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import structlog
 
+from jwksd.aws.registry import KeyRecord, check_kid, published
 from jwksd.errors import AwsError, RotationError
 from jwksd.redact import public_url
-from jwksd.registry import KeyRecord, check_kid, published
 from jwksd.rotation.keyring import Keyring
 from jwksd.status import iso_time
 

@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from jwksd.aws.registry import KeyRecord, RegistryReader, Status, to_item
 from jwksd.config.source_model import REGISTRY_TABLE
 from jwksd.errors import AwsError, RegistryConflict, RotationError
-from jwksd.registry import KeyRecord, RegistryReader, Status, to_item
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

@@ -13,9 +13,9 @@ from typing import Any
 
 import structlog
 
+from jwksd.aws.registry import KeyRecord
 from jwksd.errors import AwsError, RegistryConflict, RotationError
 from jwksd.redact import public_url
-from jwksd.registry import KeyRecord
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Create, Expire, Plan, Promote, inconsistencies, plan, single
 from jwksd.rotation.publish import confirm_published, not_served

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from jwksd.errors import RotationError
-from jwksd.jwk_encoding import b64u_encode
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import single
+from jwksd.validate.encoding import b64u_encode
 
 
 def _part(value: Mapping[str, Any]) -> str:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from jwksd import aws
+from jwksd.aws.registry import KeyRecord, RegistryReader, check_kid, kms_public_jwk, published
+from jwksd.aws.retry import NO_RETRIES
 from jwksd.config import DynamoDBSourceConfig
 from jwksd.errors import AwsError, RotationError, SourceError
 from jwksd.metrics import Metrics
-from jwksd.registry import KeyRecord, RegistryReader, check_kid, kms_public_jwk, published
-from jwksd.retry import NO_RETRIES
 from jwksd.sources import Document, Fetch
 
 if TYPE_CHECKING:

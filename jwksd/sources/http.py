@@ -16,11 +16,11 @@ import structlog
 from aiohttp import hdrs
 
 from jwksd import __version__
+from jwksd.aws.retry import with_retries
 from jwksd.config import HttpSourceConfig
 from jwksd.errors import SourceError
 from jwksd.metrics import UPSTREAM_RESULTS, Metrics
 from jwksd.redact import public_url
-from jwksd.retry import with_retries
 from jwksd.sources import Document, Fetch
 
 log = structlog.get_logger("jwksd.sources.http")
