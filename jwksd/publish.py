@@ -13,47 +13,18 @@ import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from jwksd.config import Config, LiveConfig
 from jwksd.errors import StateError
+from jwksd.merge import Key, key_id, merge, same_keys
 from jwksd.metrics import Metrics
 from jwksd.state import LastKnownGood, read_fallback, read_last_known_good, save_last_known_good
 from jwksd.store import Clock, Snapshot, Store, build_snapshot
 from jwksd.validate import revoked
-from jwksd.validate.jwk import thumbprint
 
 log = structlog.get_logger("jwksd.publish")
-
-Key = Mapping[str, Any]
-
-
-def key_id(key: Key) -> str:
-    """The identity used to merge sets: the kid, else the RFC 7638 thumbprint."""
-    kid = key.get("kid")
-    return str(kid) if kid is not None else "#" + thumbprint(key)
-
-
-def merge(sets: Sequence[tuple[str, Sequence[Key]]]) -> tuple[Key, ...]:
-    """Union of key sets by kid; on a conflict the earlier set wins and the conflict is logged."""
-    merged: dict[str, Key] = {}
-    origin: dict[str, str] = {}
-    for label, keys in sets:
-        for key in keys:
-            kid = key_id(key)
-            if kid not in merged:
-                merged[kid], origin[kid] = key, label
-            elif dict(merged[kid]) != dict(key):
-                log.warning("kid_conflict", kid=kid, kept=origin[kid], ignored=label)
-    return tuple(merged[kid] for kid in sorted(merged))
-
-
-def same_keys(a: Sequence[Key], b: Sequence[Key]) -> bool:
-    """The same keys in the same order."""
-    return len(a) == len(b) and all(dict(x) == dict(y) for x, y in zip(a, b, strict=True))
-
 
 class Publisher:
     """Changes the store, and only it does; persists what it serves and keeps the serving metrics in step."""

@@ -21,8 +21,9 @@ import structlog
 from jwksd import schedule
 from jwksd.config import Config, LiveConfig
 from jwksd.errors import DocumentRejected, SourceError
+from jwksd.merge import merge, same_keys
 from jwksd.metrics import Metrics
-from jwksd.publish import Publisher, merge, same_keys
+from jwksd.publish import Publisher
 from jwksd.source_set import SourceSet
 from jwksd.sources import Fetch, Source
 from jwksd.status import ErrorInfo, RefreshStatus, SourceStatus

@@ -13,7 +13,7 @@ import structlog
 import jwksd
 from jwksd.config import Config, LiveConfig, StateConfig, ValidationConfig
 from jwksd.metrics import Metrics
-from jwksd.publish import Publisher, merge
+from jwksd.publish import Publisher
 from jwksd.state import load_last_known_good, save_last_known_good
 from jwksd.store import Store
 from tests.conftest import FakeClock, Secrets, closed_endpoint
@@ -114,15 +114,6 @@ async def test_restore_prefers_last_known_good_to_the_fallback(clock: FakeClock,
     assert snapshot is not None
     assert (snapshot.origin, snapshot.kids, snapshot.changed_at) == ("last-known-good", ("key-0",), 1_600_000_000.0)
     assert sample(pub, "jwksd_serving", source="last-known-good") == 1
-
-
-def test_merge_earlier_set_wins_a_kid_conflict() -> None:
-    """The union is sorted by kid; the same kid with other material keeps the earlier set's key and logs it."""
-    with structlog.testing.capture_logs() as logs:
-        merged = merge([("aws", (key(0, "same"), key(1))), ("disk", (key(2, "same"),))])
-    assert [k["kid"] for k in merged] == ["key-1", "same"] and merged[1]["n"] == key(0, "same")["n"]
-    assert logs == [{"event": "kid_conflict", "kid": "same", "kept": "aws", "ignored": "disk",
-                     "log_level": "warning"}]
 
 
 WRITERS = {"publish.py"}

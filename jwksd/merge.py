@@ -1,0 +1,39 @@
+"""Merging the sources' key sets into the one served set: identity by kid, else by thumbprint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import structlog
+
+from jwksd.validate.jwk import thumbprint
+
+log = structlog.get_logger("jwksd.merge")
+
+Key = Mapping[str, Any]
+
+
+def key_id(key: Key) -> str:
+    """The identity used to merge sets: the kid, else the RFC 7638 thumbprint."""
+    kid = key.get("kid")
+    return str(kid) if kid is not None else "#" + thumbprint(key)
+
+
+def merge(sets: Sequence[tuple[str, Sequence[Key]]]) -> tuple[Key, ...]:
+    """Union of key sets by kid; on a conflict the earlier set wins and the conflict is logged."""
+    merged: dict[str, Key] = {}
+    origin: dict[str, str] = {}
+    for label, keys in sets:
+        for key in keys:
+            kid = key_id(key)
+            if kid not in merged:
+                merged[kid], origin[kid] = key, label
+            elif dict(merged[kid]) != dict(key):
+                log.warning("kid_conflict", kid=kid, kept=origin[kid], ignored=label)
+    return tuple(merged[kid] for kid in sorted(merged))
+
+
+def same_keys(a: Sequence[Key], b: Sequence[Key]) -> bool:
+    """The same keys in the same order."""
+    return len(a) == len(b) and all(dict(x) == dict(y) for x, y in zip(a, b, strict=True))
