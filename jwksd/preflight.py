@@ -22,9 +22,11 @@ from pathlib import Path
 from jwksd.config import Config, SharedCacheConfig
 from jwksd.errors import ConfigError, StateError
 from jwksd.http.tls import check_tls_files
+from jwksd.local_file import FileTooLarge, NotRegularFile, read_regular_file
 from jwksd.state import load_fallback
 
 MIN_HMAC_KEY_BYTES = 32
+MAX_HMAC_KEY_FILE_BYTES = 4096  # a key, not a document: anything larger is the wrong file
 UNAUTHENTICATED = ("shared_cache.hmac_key_file = None: expected the path of a key file (32 bytes or more, the same "
                    "on every replica), or shared_cache.allow_unauthenticated = true to let whoever can write to "
                    "Redis choose the keys every replica serves")
@@ -136,14 +138,21 @@ def _check_shared_cache(config: SharedCacheConfig, problems: list[str], warnings
 
 
 def read_hmac_key(config: SharedCacheConfig) -> bytes | None:
-    """The shared cache's HMAC key (None when no key file is set); ConfigError when it cannot be used."""
+    """The shared cache's HMAC key (None when no key file is set); ConfigError when it cannot be used.
+
+    Read by ``local_file.read_regular_file``: at most 4096 bytes, and a FIFO or a device is refused, never read.
+    """
     path = config.hmac_key_file
     if path is None:
         return None
-    if _not_regular(path):
-        raise ConfigError([f"shared_cache.hmac_key_file = {str(path)!r}: expected a regular file"])
+    # Opened non-blocking and checked with fstat on the descriptor read: a FIFO swapped in cannot block.
     try:
-        key = path.read_bytes().strip()
+        key = read_regular_file(path, MAX_HMAC_KEY_FILE_BYTES)[0].strip()
+    except NotRegularFile as exc:
+        raise ConfigError([f"shared_cache.hmac_key_file = {str(path)!r}: expected a regular file"]) from exc
+    except FileTooLarge as exc:
+        raise ConfigError([f"shared_cache.hmac_key_file = {str(path)!r}: expected a key file of at most "
+                           f"{MAX_HMAC_KEY_FILE_BYTES} bytes ({exc.strerror})"]) from exc
     except OSError as exc:
         raise ConfigError([f"shared_cache.hmac_key_file = {str(path)!r}: cannot be read "
                            f"({exc.strerror or exc})"]) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from jwksd.__main__ import main
 from jwksd.config import load_config
 from jwksd.errors import ConfigError
+from jwksd.http.tls import MAX_PEM_FILE_BYTES
 from jwksd.preflight import preflight
 from tests.conftest import Secrets
 from tests.daemon_process import DUMMY_AWS, SERVE, Daemon, base_env, sm_sections, toml_config, wait_until
@@ -36,11 +38,13 @@ def fallback(content: str | None, *, directory: bool = False) -> Case:
     return make
 
 
-def shared_cache(key: bytes | None, *, directory: bool = False) -> Case:
+def shared_cache(key: bytes | None, *, directory: bool = False, fifo: bool = False) -> Case:
     def make(work: Path) -> dict[str, dict[str, Any]]:
         path = work / "hmac.key"
         if directory:
             path.mkdir()
+        elif fifo:
+            os.mkfifo(path)  # no writer: a blocking open or read would hang until the test's timeout
         elif key is not None:
             path.write_bytes(key)
         return {"shared_cache": {"url": "redis://127.0.0.1:9/0", "hmac_key_file": str(path)}}
@@ -60,6 +64,19 @@ def tls_pair(work: Path) -> dict[str, dict[str, Any]]:
     return {"server": {"tls_cert_file": str(work / "tls.crt"), "tls_key_file": str(work / "tls.key")}}
 
 
+def tls_cert(kind: str) -> Case:
+    """A 0600 key file and, as the certificate, a FIFO or a file one byte over the PEM cap."""
+    def make(work: Path) -> dict[str, dict[str, Any]]:
+        (work / "tls.key").write_bytes(b"not read: the certificate fails first")
+        (work / "tls.key").chmod(0o600)
+        if kind == "fifo":
+            os.mkfifo(work / "tls.crt")
+        else:
+            (work / "tls.crt").write_bytes(b"-" * (MAX_PEM_FILE_BYTES + 1))
+        return tls_pair(work)
+    return make
+
+
 BAD = {
     "fallback without keys": (fallback('{"keys": []}'),
                               "fallback_file '{w}/fallback.json' is not a valid key set (no_keys: the document "
@@ -76,6 +93,11 @@ BAD = {
                        "shared_cache.hmac_key_file = '{w}/hmac.key': expected at least 32 bytes of key, found 5"),
     "hmac key a directory": (shared_cache(None, directory=True),
                              "shared_cache.hmac_key_file = '{w}/hmac.key': expected a regular file"),
+    "hmac key a FIFO": (shared_cache(None, fifo=True),
+                        "shared_cache.hmac_key_file = '{w}/hmac.key': expected a regular file"),
+    "hmac key too large": (shared_cache(b"k" * 4097),
+                           "shared_cache.hmac_key_file = '{w}/hmac.key': expected a key file of at most 4096 bytes "
+                           "(it has 4097 bytes; at most 4096 are read)"),
     "shared cache without hmac key or opt-out": (lambda work: {"shared_cache": {"url": "redis://127.0.0.1:9/0"}},
                                                  "shared_cache.hmac_key_file = None: expected the path of a key file "
                                                  "(32 bytes or more, the same on every replica), or "
@@ -87,6 +109,12 @@ BAD = {
                          "state.state_dir = '{w}/state': expected a directory, but it is not a directory"),
     "TLS pair missing": (tls_pair, "server.tls_cert_file '{w}/tls.crt' and server.tls_key_file '{w}/tls.key': "
                                    "cannot be read (No such file or directory)"),
+    "TLS cert a FIFO": (tls_cert("fifo"), "server.tls_cert_file '{w}/tls.crt' and server.tls_key_file '{w}/tls.key': "
+                                          "cannot be read (it is a FIFO; expected a regular file (or a symlink to "
+                                          "one))"),
+    "TLS cert too large": (tls_cert("large"), "server.tls_cert_file '{w}/tls.crt' and server.tls_key_file "
+                                              "'{w}/tls.key': cannot be read (it has 1048577 bytes; at most 1048576 "
+                                              "are read)"),
 }
 
 
@@ -217,3 +245,13 @@ def test_connection_cap_over_the_file_limit_refused_alike(tmp_path: Path) -> Non
                                 env={**base_env(), **DUMMY_AWS}, capture_output=True, text=True, timeout=60,
                                 check=False)
         assert result.returncode == 2 and complaint.search(result.stderr), (command, result.stderr)
+
+
+def test_fifo_hmac_key_refused_by_check_config_process(tmp_path: Path) -> None:
+    """A real `jwksd check-config` process refuses a FIFO as hmac_key_file at once instead of blocking on it."""
+    path = tmp_path / "jwksd.toml"
+    path.write_text(toml_config({**sm_sections("unused"), **shared_cache(None, fifo=True)(tmp_path)}))
+    result = subprocess.run([*SERVE[:-1], "check-config", "--config", str(path)], env={**base_env(), **DUMMY_AWS},
+                            capture_output=True, text=True, timeout=60, check=False)  # a hang fails here, bounded
+    assert (result.returncode, problems_of(result.stderr)) == (
+        2, [f"shared_cache.hmac_key_file = '{tmp_path}/hmac.key': expected a regular file"])

@@ -9,7 +9,6 @@ not at all; a connection keeps the context it was handshaken with, so renewals d
 from __future__ import annotations
 
 import os
-import shutil
 import ssl
 import stat
 import tempfile
@@ -21,6 +20,7 @@ from cryptography import x509
 
 from jwksd.config import ServerConfig
 from jwksd.errors import ConfigError
+from jwksd.local_file import read_regular_file
 
 # Mozilla's "intermediate" configuration (ssl-config.mozilla.org, guideline 5.7) for TLS 1.2; TLS 1.3
 # uses OpenSSL's default suites, which are Mozilla's. The DHE suites are left out: Python loads no
@@ -30,6 +30,7 @@ INTERMEDIATE_CIPHERS = ":".join((
     "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
 ))
+MAX_PEM_FILE_BYTES = 1 << 20  # a certificate chain or a key; far above any real one
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,9 @@ def load_pair(cert_file: Path, key_file: Path, *, now: float | None = None) -> L
                 raise ConfigError([f"server.tls_key_file {str(key_file)!r}: {problem}"])
             # One copy of each file: what is checked is exactly what is loaded, even mid-renewal.
             cert_copy, key_copy = Path(scratch, "cert.pem"), Path(scratch, "key.pem")
-            shutil.copyfile(cert_file, cert_copy)
-            shutil.copyfile(key_file, key_copy)
+            # Regular files only, bounded: a FIFO or a device named here must not block or flood start-up.
+            cert_copy.write_bytes(read_regular_file(cert_file, MAX_PEM_FILE_BYTES)[0])
+            key_copy.write_bytes(read_regular_file(key_file, MAX_PEM_FILE_BYTES)[0])
             leaf = x509.load_pem_x509_certificate(cert_copy.read_bytes())
         except OSError as exc:
             raise ConfigError([f"{name}: cannot be read ({exc.strerror or exc})"]) from exc
