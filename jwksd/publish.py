@@ -97,7 +97,7 @@ class Publisher:
         if not servable(snapshot):
             self.metrics.state_errors.labels("read").inc()
             return False
-        self.store.standby = snapshot
+        self.store.stand_by(snapshot)
         return True
 
     def promote_standby(self, reason: str) -> bool:

@@ -98,8 +98,15 @@ class Store:
         self.clock = clock
         self.snapshot: Snapshot | None = None
         self.standby: Snapshot | None = None
+        self.standby_since = 0.0  # wall time the daemon began standing by, for /health
         self.failing = False  # the latest refresh attempt failed
         self.revoked_kept: tuple[str, ...] = ()  # revoked kids still served: revoking them would empty the set
+
+    def stand_by(self, snapshot: Snapshot) -> None:
+        """Hold ``snapshot`` in reserve (served to requests, not installed); a replacement keeps the first ``since``."""
+        if self.standby is None:
+            self.standby_since = self.clock.time()
+        self.standby = snapshot
 
     def swap(self, snapshot: Snapshot) -> Snapshot | None:
         """Install ``snapshot``; return the one it replaced."""

@@ -120,3 +120,20 @@ def test_public_health_is_the_detailed_one_without_messages(clock: FakeClock) ->
     public, detailed = health.document()[1], health.document(detail=True)[1]
     assert "10.1.2.3" not in json.dumps(public) and "10.1.2.3" in json.dumps(detailed)
     assert public["checks"]["jwks"]["last_error"] == {"code": "network", "at": "2027-01-15T07:59:55Z"}
+
+
+def test_health_while_the_disk_rung_stands_by(clock: FakeClock) -> None:
+    """Before the first fetch answers, /health says starting (503, as /readyz) with the standby origin and kids."""
+    store = Store(clock)
+    store.stand_by(build_snapshot((key(0), key(1)), "last-known-good", clock, fetched_at=clock.wall - 86400))
+    since = "2027-01-15T08:00:00Z"
+    clock.advance(5)
+    config = Config(sources=(), refresh=RefreshConfig(max_age_s=60, max_staleness_s=3600))
+    status = RefreshStatus((SourceStatus("aws", "none", False),))
+    health = Health(LiveConfig(config), store, lambda: status, lambda: None, lambda: None)
+    for code, body in (health.document(), health.document(detail=True)):
+        check = body["checks"]["jwks"]
+        assert (code, body["status"], check["status"], check["source"]) == (503, "starting", "starting",
+                                                                            "last-known-good")
+        assert check["kids"] == ["key-0", "key-1"] and check["age_s"] == 86405
+        assert check["standby"] == {"origin": "last-known-good", "kids": ["key-0", "key-1"], "since": since}

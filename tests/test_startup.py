@@ -185,3 +185,36 @@ async def test_aws_down_at_start_serves_the_disk_rung_briefly(tmp_path: Path, mo
         assert await asyncio.to_thread(observe, daemon) == (200, 200, "fresh", FULL, {NEW})
     finally:
         await asyncio.to_thread(daemon.stop)
+
+
+def jwks_health(daemon: Daemon) -> tuple[tuple[int, dict[str, Any]], tuple[int, dict[str, Any]]]:
+    """The JWKS check of /health on the public listener and on the metrics listener, each with its HTTP status."""
+    documents = []
+    for get in (daemon.get, daemon.metrics_get):
+        status, _, body = get("/health")
+        documents.append((status, json.loads(body)["checks"]["jwks"]))
+    return documents[0], documents[1]
+
+
+async def test_health_tells_the_standby_while_the_source_is_held(tmp_path: Path, moto_endpoint: str,
+                                                                 proxy: FaultProxy) -> None:
+    """While the first fetch is held, both /health documents say starting (503) with last-known-good's kids
+    standing by; after the release they pass with the fresh set."""
+    proxy.fault = HOLD
+    daemon = await asyncio.to_thread(start, tmp_path, moto_endpoint, proxy, disk_rung(tmp_path, "last-known-good"),
+                                     startup_grace_s=60)
+    try:
+        await until(lambda: proxy.attempts, "the first fetch to reach the proxy")
+        await asyncio.to_thread(first_answer, daemon)
+        for status, check in await asyncio.to_thread(jwks_health, daemon):
+            assert (status, check["status"], check["source"], check["kids"]) == (503, "starting", "last-known-good",
+                                                                                 [OLD])
+            assert (check["standby"]["origin"], check["standby"]["kids"]) == ("last-known-good", [OLD])
+            assert check["standby"]["since"].endswith("Z") and check["age_s"] >= 86400
+        proxy.released.set()
+        await asyncio.to_thread(daemon.wait_ready)
+        for status, check in await asyncio.to_thread(jwks_health, daemon):
+            assert (status, check["status"], check["source"], check["kids"]) == (200, "pass", "fresh", [NEW])
+            assert "standby" not in check
+    finally:
+        await asyncio.to_thread(daemon.stop)

@@ -40,17 +40,20 @@ class Health:
         self.tls = tls
 
     def document(self, *, detail: bool = False) -> tuple[int, dict[str, Any]]:
-        """The /health body: pass, warn (stale beyond budget, last-known-good, fallback) or fail (nothing served).
+        """The /health body: pass, warn (stale beyond budget, last-known-good, fallback), starting (503: the disk rung
+        stands by for the first fetch, requests get it, not ready yet) or fail (503: nothing served).
 
         Without ``detail`` (the public listener) every upstream message and URL is left out.
         """
         config, store = self.live.current, self.store
         refresh = self.status()
         snapshot = store.snapshot
+        standby = store.standby if snapshot is None else None  # served to requests, not installed: not ready
+        served = snapshot or standby
         source = store.served_source(config.refresh.max_age_s)
-        age = store.age_s()
+        age = store.age_s() if standby is None else max(0.0, store.clock.monotonic() - standby.fetched_mono)
         if snapshot is None:
-            status = "fail"
+            status = "fail" if standby is None else "starting"
         elif source in ("last-known-good", "fallback") or age > config.refresh.max_staleness_s:
             status = "warn"
         else:
@@ -59,11 +62,14 @@ class Health:
             "status": status,
             "source": source or "none",
             "age_s": round(age, 3),
-            "kids": list(snapshot.kids) if snapshot else [],
+            "kids": list(served.kids) if served else [],
             "last_success": iso_time(refresh.last_success) if refresh.last_success is not None else None,
             "last_error": _error(refresh.last_error),
             "sources": {s.name: _source_health(s) for s in refresh.sources},
         }
+        if standby is not None:
+            check["standby"] = {"origin": standby.origin, "kids": list(standby.kids),
+                                "since": iso_time(store.standby_since)}
         if store.revoked_kept:  # revoking them would have emptied the set: still served
             check["revoked_kept"] = list(store.revoked_kept)
             status = "warn" if status == "pass" else status
@@ -83,7 +89,7 @@ class Health:
             if status == "pass" and checks["tls"]["status"] == "warn":
                 status = "warn"
         body = {"status": status, "checks": checks}
-        return (503 if status == "fail" else 200), body if detail else _public(body)
+        return (503 if status in ("fail", "starting") else 200), body if detail else _public(body)
 
     async def health(self, request: web.Request) -> web.Response:
         """The public /health, on the JWKS listener."""
