@@ -35,6 +35,12 @@ def read_regular_file(path: Path, max_bytes: int) -> tuple[bytes, float]:
 
     Blocking: call it in a worker thread (``read_file``), never on the event loop.
     """
+    data, info = read_regular_file_stat(path, max_bytes)
+    return data, info.st_mtime
+
+
+def read_regular_file_stat(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """As ``read_regular_file``, with the fstat of the descriptor read (owner and mode of exactly what was read)."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
@@ -50,7 +56,7 @@ def read_regular_file(path: Path, max_bytes: int) -> tuple[bytes, float]:
             size += len(chunk)
             if size > max_bytes:
                 raise FileTooLarge(errno.EFBIG, f"it grew past {max_bytes} bytes while being read")
-        return b"".join(chunks), info.st_mtime
+        return b"".join(chunks), info
     finally:
         os.close(fd)
 

@@ -20,7 +20,7 @@ from cryptography import x509
 
 from jwksd.config import ServerConfig
 from jwksd.errors import ConfigError
-from jwksd.local_file import read_regular_file
+from jwksd.local_file import read_regular_file, read_regular_file_stat
 
 # Mozilla's "intermediate" configuration (ssl-config.mozilla.org, guideline 5.7) for TLS 1.2; TLS 1.3
 # uses OpenSSL's default suites, which are Mozilla's. The DHE suites are left out: Python loads no
@@ -54,14 +54,14 @@ def server_context() -> ssl.SSLContext:
     return context
 
 
-def key_file_problem(path: Path, uid: int | None = None) -> str | None:
-    """Why the key file must not be used (readable by others than the daemon's user), or None.
+def key_file_problem(key: Path | os.stat_result, uid: int | None = None) -> str | None:
+    """Why the key file (a path, or the fstat of what was read) must not be used, or None.
 
     As PostgreSQL does: owned by the daemon's user, no group or other access (0600); owned by root,
     group read is allowed (0640, for a group the daemon is in, as Kubernetes' fsGroup sets it).
     """
     uid = os.geteuid() if uid is None else uid
-    info = path.stat()
+    info = key.stat() if isinstance(key, Path) else key
     mode = stat.S_IMODE(info.st_mode)
     if info.st_uid == uid and mode & 0o077 == 0:
         return None
@@ -79,14 +79,17 @@ def load_pair(cert_file: Path, key_file: Path, *, now: float | None = None) -> L
     now = time.time() if now is None else now
     with tempfile.TemporaryDirectory(prefix="jwksd-tls-") as scratch:  # 0700: the key copy is ours alone
         try:
-            problem = key_file_problem(key_file)
+            # Regular files only, bounded: a FIFO or a device named here must not block or flood start-up.
+            # The key's owner and mode are those of the descriptor read, so a swap between check and read
+            # cannot slip in a file others can read.
+            key_pem, key_info = read_regular_file_stat(key_file, MAX_PEM_FILE_BYTES)
+            problem = key_file_problem(key_info)
             if problem is not None:
                 raise ConfigError([f"server.tls_key_file {str(key_file)!r}: {problem}"])
             # One copy of each file: what is checked is exactly what is loaded, even mid-renewal.
             cert_copy, key_copy = Path(scratch, "cert.pem"), Path(scratch, "key.pem")
-            # Regular files only, bounded: a FIFO or a device named here must not block or flood start-up.
             cert_copy.write_bytes(read_regular_file(cert_file, MAX_PEM_FILE_BYTES)[0])
-            key_copy.write_bytes(read_regular_file(key_file, MAX_PEM_FILE_BYTES)[0])
+            key_copy.write_bytes(key_pem)
             leaf = x509.load_pem_x509_certificate(cert_copy.read_bytes())
         except OSError as exc:
             raise ConfigError([f"{name}: cannot be read ({exc.strerror or exc})"]) from exc
