@@ -1,4 +1,4 @@
-"""The command line: argv -> config -> logging -> run. Subcommands: serve, check-config, validate, demo, keys."""
+"""The command line: argv -> config -> logging -> run; serve, check-config, validate, demo, keys, status."""
 
 from __future__ import annotations
 
@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run against a local Secrets Manager (moto) with a generated key")
     demo.add_argument("--port", type=int, default=8080, help="port for the JWKS listener")
     add_keys_parser(commands)
+    status = commands.add_parser("status", help="summarise a running daemon's /status.json (exit 3: from disk, "
+                                                "4: not ready, 5: unreadable)")
+    status.add_argument("--url", help="the daemon's metrics listener, e.g. http://127.0.0.1:9464 (default: "
+                                      "server.metrics_listen of --config or $JWKSD_CONFIG, else that one)")
+    status.add_argument("--config", help="TOML config file whose server.metrics_listen is asked")
     return parser
 
 
@@ -55,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(port=args.port)
     if command == "keys":
         return run_keys(args)
+    if command == "status":
+        from jwksd.status_cli import run_status
+
+        return run_status(args.url, args.config)
     return serve(getattr(args, "config", None))
 
 

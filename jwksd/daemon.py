@@ -16,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from jwksd.config import Config
-from jwksd.http.app import CONFIG, HEALTH, REFRESH_TASK, REFRESHER, STORE, TLS, make_app, make_metrics_app
+from jwksd.http.app import CONFIG, HEALTH, REFRESH_TASK, REFRESHER, STATUS, STORE, TLS, make_app, make_metrics_app
 from jwksd.http.server import start_listeners
 from jwksd.http.tls_renewal import TlsRenewal
 from jwksd.metrics import Metrics
@@ -52,7 +52,7 @@ async def serve(config: Config, *, metrics: Metrics | None = None, load: Callabl
                            shutdown_timeout=config.server.shutdown_timeout_s, handle_signals=False)
     metrics_runner = None
     if config.server.metrics_listen is not None:
-        metrics_runner = web.AppRunner(make_metrics_app(metrics, app[HEALTH]), access_log=None,
+        metrics_runner = web.AppRunner(make_metrics_app(metrics, app[HEALTH], app[STATUS]), access_log=None,
                                        keepalive_timeout=config.server.keepalive_timeout_s, shutdown_timeout=1.0)
     loop = asyncio.get_running_loop()
     stop, reload_requested = asyncio.Event(), asyncio.Event()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from jwksd.store import KidOrigin, Snapshot
 from jwksd.validate.jwk import thumbprint
 
 log = structlog.get_logger("jwksd.merge")
@@ -37,3 +39,21 @@ def merge(sets: Sequence[tuple[str, Sequence[Key]]]) -> tuple[Key, ...]:
 def same_keys(a: Sequence[Key], b: Sequence[Key]) -> bool:
     """The same keys in the same order."""
     return len(a) == len(b) and all(dict(x) == dict(y) for x, y in zip(a, b, strict=True))
+
+
+def with_origins(snapshot: Snapshot, shares: Mapping[str, Sequence[Key]] | None, previous: Snapshot | None,
+                 now: float) -> Snapshot:
+    """``snapshot`` with each kid's sources (from ``shares``; else as ``previous`` had them, else its origin) and
+    the time it was first served (kept from ``previous`` while the kid stays served, else ``now``)."""
+    held = {name: {str(key.get("kid", "")) for key in share} for name, share in (shares or {}).items()}
+    before = previous.origins if previous is not None else {}
+    origins: dict[str, KidOrigin] = {}
+    for kid in snapshot.kids:  # the kid as the snapshot lists it
+        if shares is not None:
+            sources = tuple(name for name, kids in held.items() if kid in kids)
+        elif kid in before and snapshot.origin == "fresh":
+            sources = before[kid].sources
+        else:
+            sources = (snapshot.origin,)
+        origins[kid] = KidOrigin(sources, before[kid].since if kid in before else now)
+    return snapshot if origins == snapshot.origins else replace(snapshot, origins=origins)

@@ -18,7 +18,7 @@ import structlog
 
 from jwksd.config import Config, LiveConfig
 from jwksd.errors import StateError
-from jwksd.merge import Key, key_id, merge, same_keys
+from jwksd.merge import Key, key_id, merge, same_keys, with_origins
 from jwksd.metrics import Metrics
 from jwksd.state import LastKnownGood, read_fallback, read_last_known_good, save_last_known_good
 from jwksd.store import Clock, Snapshot, Store, build_snapshot
@@ -43,15 +43,16 @@ class Publisher:
         self.accepted_at: Mapping[str, float] = {}
         self._lock = asyncio.Lock()  # a refresh's publish and a reload's revoke never interleave
 
-    def _install(self, snapshot: Snapshot) -> bool:
+    def _install(self, snapshot: Snapshot, shares: Mapping[str, tuple[Key, ...]] | None = None) -> bool:
         """Swap in a snapshot with new content and rebuild what is derived from it; False when it cannot be served.
 
         A snapshot whose response cannot be built is never installed: it would make every request a 500
-        while /readyz said 200. The caller counts the refusal; the set served before stays.
+        while /readyz said 200. The caller counts the refusal; the set served before stays. ``shares``
+        name each kid's sources (see merge.with_origins).
         """
         if not servable(snapshot):
             return False
-        self.store.swap(snapshot)
+        self.store.swap(with_origins(snapshot, shares, self.store.snapshot or self.store.standby, self.clock.time()))
         self.store.standby = None
         for update in self.derived:
             update(snapshot)
@@ -97,7 +98,7 @@ class Publisher:
         if not servable(snapshot):
             self.metrics.state_errors.labels("read").inc()
             return False
-        self.store.stand_by(snapshot)
+        self.store.stand_by(with_origins(snapshot, None, self.store.standby, self.clock.time()))
         return True
 
     def promote_standby(self, reason: str) -> bool:
@@ -194,7 +195,7 @@ class Publisher:
                 return
             removed = sorted(set(current.kids) - set(snapshot.kids))
             self.metrics.kids_removed.inc(len(removed))
-            if self.store.snapshot is snapshot:
+            if self.store.snapshot is not None:  # installed, not standing by
                 self.metrics.keys_served.set(len(snapshot.kids))
             log.warning("revoked_kids_removed", kids=removed, origin=current.origin,
                         detail="validation.revoked_kids applied to the served set without a refresh")
@@ -239,16 +240,16 @@ class Publisher:
             # Same content: keep the bytes, ETag and Last-Modified; only the confirmation time moves, and
             # only when every source answered: a failed refresh confirms nothing, so the age keeps growing.
             if installed is None:
-                self._install(current.confirmed(self.clock))
+                self._install(current.confirmed(self.clock), by_source)
             elif confirmed or current.origin != "fresh":
-                self.store.swap(current.confirmed(self.clock))
+                self.store.swap(with_origins(current.confirmed(self.clock), by_source, current, self.clock.time()))
             if current.origin == "fresh":
                 if (self.config.state.state_dir, by_source) != self._persisted:  # a reload may name a new dir
                     await self._persist(current.keys, current.fetched_at, current.changed_at, by_source)
                 return [], []
         # Serialising and gzipping 100 RSA-4096 keys takes 5-10 ms: in a thread, so requests do not wait.
         elif not self._install(await asyncio.to_thread(build_snapshot, keys, "fresh", self.clock,
-                                                       changed_at=_next_change(current, self.clock))):
+                                                       changed_at=_next_change(current, self.clock)), by_source):
             self.metrics.documents_rejected.labels("internal_error").inc()
             return [], []
         snapshot = self.store.snapshot

@@ -9,6 +9,7 @@ success, capped backoff after a failure); a timer tick asks only the sources tha
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import random
 import time
@@ -26,7 +27,7 @@ from jwksd.metrics import Metrics
 from jwksd.publish import Publisher
 from jwksd.source_set import SourceSet
 from jwksd.sources import Fetch, Source
-from jwksd.status import ErrorInfo, RefreshStatus, SourceStatus
+from jwksd.status import HISTORY, ErrorInfo, Outcome, RefreshStatus, SourceStatus
 from jwksd.store import Clock, Store
 from jwksd.validate import KeySet, validate_document
 
@@ -72,6 +73,7 @@ class Refresher:
         self.running = False
         self.failures = 0
         self.completed = 0  # refreshes finished, for tests and health
+        self.history: collections.deque[Outcome] = collections.deque(maxlen=HISTORY)
         self.status = self._status()  # replaced whole after each refresh: what /health reads
         self._wake = asyncio.Event()
         self._done = asyncio.Condition()
@@ -175,6 +177,8 @@ class Refresher:
                 # When each source asked here is asked again: the schedule in force, visible.
                 "next_s": {name: round(self.states[name].delay_s, 3) for name in outcomes},
             }
+            self.history.append(Outcome(self.clock.time(), fields["outcome"], tuple(added), tuple(removed),
+                                        fields["served"], fields["duration_ms"]))
             if ok:
                 log.info("refresh", **fields)
             else:
@@ -202,12 +206,17 @@ class Refresher:
         return {state.name: state.keys for state in self.states.values() if state.keys is not None}
 
     def _status(self) -> RefreshStatus:
-        """A frozen copy of every source's state, for readers outside the loop."""
+        """A frozen copy of every source's state and the last outcomes, for readers outside the loop."""
+        try:
+            to_wall = self.clock.time() - asyncio.get_running_loop().time()  # due times are the loop's
+        except RuntimeError:  # built outside the loop (tests): nothing is scheduled yet
+            to_wall = None
         return RefreshStatus(tuple(
             SourceStatus(state.name, "last-known-good" if state.seeded else
                          ("fresh" if state.last_success is not None else "none"),
-                         state.failing, state.last_success, state.last_error)
-            for state in self.states.values()), self.completed)
+                         state.failing, state.last_success, state.last_error, state.failures,
+                         state.due + to_wall if state.due and to_wall is not None else None)
+            for state in self.states.values()), self.completed, tuple(self.history))
 
     async def _refresh_source(self, source: Source) -> str:
         """Fetch and validate one source; return the outcome (a metric label)."""

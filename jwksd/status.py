@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 SourceOrigin = Literal["fresh", "last-known-good", "none"]
+HISTORY = 100  # refresh outcomes kept for the status page
 
 
 def iso_time(at: float) -> str:
@@ -32,14 +33,29 @@ class SourceStatus:
     failing: bool
     last_success: float | None = None  # wall time
     last_error: ErrorInfo | None = None
+    failures: int = 0  # consecutive failed fetches
+    next_due: float | None = None  # wall time of its next scheduled fetch (None before the first)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One completed refresh, as the status page draws it."""
+
+    at: float  # wall time it finished
+    outcome: str  # success, unchanged, rejected_document or fetch_error: the worst of its sources
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    served: str = "none"  # the X-JWKS-Source value after it
+    duration_ms: float = 0.0
 
 
 @dataclass(frozen=True)
 class RefreshStatus:
-    """Every source's status, in config order, after ``completed`` refreshes."""
+    """Every source's status, in config order, after ``completed`` refreshes; the last ``HISTORY`` outcomes."""
 
     sources: tuple[SourceStatus, ...] = ()
     completed: int = 0
+    history: tuple[Outcome, ...] = ()  # oldest first
 
     @property
     def last_success(self) -> float | None:

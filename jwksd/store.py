@@ -7,7 +7,7 @@ import gzip
 import hashlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from functools import cached_property
 from typing import Any, Literal, Protocol
@@ -36,6 +36,14 @@ class SystemClock:
 
 
 @dataclass(frozen=True)
+class KidOrigin:
+    """Where one served kid comes from, and since when this daemon has served it without a break."""
+
+    sources: tuple[str, ...]  # the sources whose share holds it, or the disk rung (last-known-good, fallback)
+    since: float  # wall time
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One key set as served: never mutated, replaced whole."""
 
@@ -49,6 +57,7 @@ class Snapshot:
     changed_at: float  # wall time the content last changed (Last-Modified)
     fetched_at: float  # wall time the origin last confirmed it
     fetched_mono: float  # monotonic twin of fetched_at, for ages
+    origins: Mapping[str, KidOrigin] = field(default_factory=dict)  # by kid; filled in by the publisher
 
     @cached_property
     def last_modified(self) -> str:

@@ -43,6 +43,9 @@ class ServerConfig:
         'host:port of /metrics, or "off"', env="JWKSD_METRICS_LISTEN", optional=True, restart=True))
     metrics_on_main: bool = field(default=False, metadata=about(
         "also serve /metrics on the main listener", restart=True))
+    status_on_main: bool = field(default=False, metadata=about(
+        "also serve /status and /status.json on the main listener (codes only, no upstream messages)",
+        restart=True))
     paths: tuple[str, ...] = field(default=(DEFAULT_PATH,), metadata=about(
         f"these paths serve the set too ({DEFAULT_PATH} always does); env: comma-separated", env="JWKSD_PATHS",
         restart=True, example=(DEFAULT_PATH, "/api/.well-known/jwks.json")))

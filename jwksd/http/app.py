@@ -18,6 +18,8 @@ from jwksd.config import Config, LiveConfig
 from jwksd.http.cache import ConditionalGet, Representation, preflight
 from jwksd.http.health import Health
 from jwksd.http.request_metrics import OTHER, RequestMetrics, add_catch_all
+from jwksd.http.status_doc import StatusDocument
+from jwksd.http.status_registry import RegistryWatch, source_read
 from jwksd.metrics import Metrics
 from jwksd.publish import Publisher
 from jwksd.refresh import Refresher
@@ -40,6 +42,7 @@ HEALTH = web.AppKey("health", Health)
 LAST_KNOWN_GOOD = web.AppKey("last_known_good", LastKnownGood)
 TLS: web.AppKey[TlsRenewal] = web.AppKey("tls")  # only when the listener speaks HTTPS
 PUBLISHER = web.AppKey("publisher", Publisher)
+STATUS = web.AppKey("status", StatusDocument)
 NO_STATUS = RefreshStatus()
 
 
@@ -131,6 +134,11 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
                     lambda: refresher.source_set.cache if (refresher := app.get(REFRESHER)) else None,
                     lambda: app.get(REFRESH_TASK), tls=lambda: app.get(TLS))
     app[HEALTH] = health
+    app[STATUS] = StatusDocument(
+        app[CONFIG], store, health, lambda: refresher.status if (refresher := app.get(REFRESHER)) else NO_STATUS,
+        lambda: refresher.source_set.cache if (refresher := app.get(REFRESHER)) else None,
+        registry=RegistryWatch(metrics, store.clock,
+                               lambda: source_read(r.sources) if (r := app.get(REFRESHER)) else None))
     requests = RequestMetrics(metrics)
     for path in config.server.paths:
         _add_document(app, requests, path, handler)
@@ -146,10 +154,19 @@ def make_app(config: Config, *, metrics: Metrics | None = None, clock: Clock | N
     app.router.add_get("/health", requests.wrap(health.health, OTHER))
     if config.server.metrics_on_main:
         app.router.add_get("/metrics", requests.wrap(make_aiohttp_handler(metrics.registry), OTHER))
+    if config.server.status_on_main:  # public: codes, times and counts, as the public /health
+        app[STATUS].add_routes(app, detail=False, wrap=lambda handler: requests.wrap(handler, OTHER))
     add_catch_all(app, requests)
     app.cleanup_ctx.append(ladder_ctx)
     app.cleanup_ctx.append(refresh_ctx)
+    app.cleanup_ctx.append(status_ctx)
     return app
+
+
+async def status_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The status page's own registry client (opened on a first page view, if ever) is closed on the way out."""
+    yield
+    await app[STATUS].registry.close()
 
 
 def _add_document(app: web.Application, requests: RequestMetrics, path: str, handler: JwksHandler) -> None:
@@ -158,10 +175,14 @@ def _add_document(app: web.Application, requests: RequestMetrics, path: str, han
     app.router.add_route(hdrs.METH_OPTIONS, path, requests.wrap(preflight, path))
 
 
-def make_metrics_app(metrics: Metrics, health: Health | None = None) -> web.Application:
-    """The separate /metrics listener, with ``health``'s detailed /health (upstream messages included)."""
+def make_metrics_app(metrics: Metrics, health: Health | None = None,
+                     status: StatusDocument | None = None) -> web.Application:
+    """The separate /metrics listener, with ``health``'s detailed /health and ``status``'s /status and /status.json
+    (upstream messages included: this listener is the operator's, loopback by default)."""
     app = web.Application(client_max_size=1024)
     app.router.add_get("/metrics", make_aiohttp_handler(metrics.registry))
     if health is not None:
         app.router.add_get("/health", health.detailed_health)
+    if status is not None:
+        status.add_routes(app, detail=True)
     return app

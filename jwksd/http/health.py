@@ -89,7 +89,7 @@ class Health:
             if status == "pass" and checks["tls"]["status"] == "warn":
                 status = "warn"
         body = {"status": status, "checks": checks}
-        return (503 if status in ("fail", "starting") else 200), body if detail else _public(body)
+        return (503 if status in ("fail", "starting") else 200), body if detail else public_only(body)
 
     async def health(self, request: web.Request) -> web.Response:
         """The public /health, on the JWKS listener."""
@@ -118,12 +118,12 @@ def _respond(status: int, body: dict[str, Any]) -> web.Response:
                              headers={hdrs.CACHE_CONTROL: "no-store"})
 
 
-def _public(value: Any) -> Any:
+def public_only(value: Any) -> Any:
     """``value`` without the members that carry an upstream's words or an address (at any depth)."""
     if isinstance(value, dict):
-        return {key: _public(item) for key, item in value.items() if key not in PRIVATE_MEMBERS}
+        return {key: public_only(item) for key, item in value.items() if key not in PRIVATE_MEMBERS}
     if isinstance(value, list):
-        return [_public(item) for item in value]
+        return [public_only(item) for item in value]
     return value
 
 

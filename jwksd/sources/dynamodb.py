@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,8 @@ class DynamoDBSource:
         self._kms = kms
         self._stack = stack
         self._public: dict[str, dict[str, Any]] = {}
+        # Every record of the last scan and when (wall time): the status page draws them without a second Scan.
+        self.last_read: tuple[float, tuple[KeyRecord, ...]] | None = None
 
     @classmethod
     async def open(cls, config: DynamoDBSourceConfig, metrics: Metrics) -> DynamoDBSource:
@@ -63,7 +66,9 @@ class DynamoDBSource:
 
     async def fetch(self) -> Fetch:
         try:
-            records = published(await self.registry.records())
+            every = await self.registry.records()
+            self.last_read = (time.time(), tuple(every))
+            records = published(every)
             keys = [jwk for jwk in [await self._jwk(record) for record in records] if jwk is not None]
         except (AwsError, RotationError) as exc:
             raise SourceError(exc.code, f"{self.config.table}: {exc.message}", retryable=exc.retryable) from exc
