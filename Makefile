@@ -19,6 +19,8 @@ BENCH_DEBS ?= wrk:wrk /usr/sbin/nginx:nginx node:nodejs
 TEST_DEBS += node:nodejs npm:npm unshare:util-linux mount:mount
 # Federation (issue 13): Debian's nginx in front of jwksd, with the shipped config/nginx/jwksd.conf.
 TEST_DEBS += /usr/sbin/nginx:nginx
+# Status page (issue 15): Debian's chromium, driven headless by playwright-core from tests/node.
+TEST_DEBS += /usr/bin/chromium:chromium
 NODE_DIR   := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
 FUZZ_STAMP := $(VENV)/.fuzz-installed

@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 
 from jwksd.config import Config, FileSourceConfig, RefreshConfig
 from jwksd.http.app import HEALTH, METRICS, STATUS, make_metrics_app
-from jwksd.http.status_page import CSS, CSP
+from jwksd.http.status_page import CSP, CSS
 from jwksd.http.status_registry import CACHE_S
 from jwksd.rotation.rotate import rotate
 from jwksd.status import HISTORY
@@ -89,7 +89,7 @@ async def test_status_names_the_failing_source_and_its_error(aiohttp_client: Any
 
 
 async def test_page_is_self_contained_under_its_csp_and_100_kb(aiohttp_client: Any, tmp_path: Path) -> None:
-    """A full history of 100 refreshes: one page under 100 KB, no script or outside URL, the stylesheet's hash in CSP."""
+    """A full history of 100 refreshes: a page under 100 KB, no script or outside URL, the stylesheet's hash in CSP."""
     keys = tmp_path / "keys.json"
     keys.write_text(jwk_set(*(key(i) for i in range(20))))
     config = Config(sources=(FileSourceConfig(path=keys),), refresh=RefreshConfig(interval_s=3600, max_age_s=3600))
@@ -141,8 +141,9 @@ async def test_registry_of_rotation_is_read_at_most_once_per_cache(aiohttp_clien
     registry = first["registry"]
     assert (registry["table"], registry["read_by"], registry["last_error"]) == (rotation.table, "status", None)
     assert [(k["version"], k["status"]) for k in registry["keys"]] == [(1, "pending")]
-    assert registry["policy"] == {"rotate_every_s": rotation.rotate_every_s, "publish_ahead_s": rotation.publish_ahead_s,
-                                  "retire_grace_s": rotation.retire_grace_s, "from": "config"}
+    assert registry["policy"] == {
+        "rotate_every_s": rotation.rotate_every_s, "publish_ahead_s": rotation.publish_ahead_s,
+        "retire_grace_s": rotation.retire_grace_s, "from": "config"}
     clock.advance(CACHE_S)
     await (await status.get("/status.json")).read()
     assert metric(client, "jwksd_aws_calls_total", operation="Scan", code="ok") == 2

@@ -21,21 +21,22 @@ background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #dde3ea;padding-bottom:4px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px 4px 0;vertical-align:top}
 th{font-weight:600;color:#4a5868;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
-tr+tr td{border-top:1px solid #eef1f4}code,.mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
+tr+tr td{border-top:1px solid #eef1f4}td .mono{white-space:nowrap}
+code,.mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
 .muted{color:#6b7785}.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-weight:600;font-size:12px}
 .b-fresh,.b-pass{background:#d7f3df;color:#17612d}.b-stale,.b-warn,.b-starting{background:#fff0c2;color:#7a5800}
 .b-last-known-good,.b-fallback{background:#ffe0c7;color:#8a3b00}.b-none,.b-fail{background:#fbd5d5;color:#8f1a1a}
 .summary{margin:6px 0 0}.err{color:#8f1a1a}.legend span{margin-right:14px}
 .sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
-svg text{font:11px system-ui,sans-serif;fill:#1d2733}svg .axis-label{fill:#6b7785;text-anchor:middle}
+svg text{font:11px system-ui,sans-serif;fill:#1d2733}svg .axis-label{fill:#6b7785}
 .o-success,.sw.o-success{fill:#2f9e55;background:#2f9e55}.o-unchanged,.sw.o-unchanged{fill:#9fb3c8;background:#9fb3c8}
 .o-rejected_document,.sw.o-rejected_document{fill:#d9822b;background:#d9822b}
 .o-fetch_error,.sw.o-fetch_error{fill:#cf3b3b;background:#cf3b3b}
 .axis,.tick{stroke:#dde3ea}.now-line{stroke:#1d2733;stroke-width:1.5}svg .now-label{font-weight:600}
 .next-line{stroke:#7048e8;stroke-width:1.5;stroke-dasharray:4 3}svg .next-label{fill:#7048e8;font-weight:600}
-.p-created,.sw.p-created{fill:#c9d3de;background:#c9d3de}.p-published,.sw.p-published{fill:#74a7e0;background:#74a7e0}
+.p{fill:#8e7cc3}.p-created,.sw.p-created{fill:#c9d3de;background:#c9d3de}.p-published,.sw.p-published{fill:#74a7e0;background:#74a7e0}
 .p-active,.sw.p-active{fill:#2f9e55;background:#2f9e55}.p-retired,.sw.p-retired{fill:#e0b84a;background:#e0b84a}
-.p{fill:#8e7cc3}.e-expired,.sw.e-expired{fill:#5b6673;background:#5b6673}
+.e-expired,.sw.e-expired{fill:#5b6673;background:#5b6673}
 .e-revoked,.sw.e-revoked{fill:#cf3b3b;background:#cf3b3b}svg .s-revoked{fill:#cf3b3b;font-weight:600}
 svg .s-active{fill:#17612d;font-weight:600}svg .status{fill:#4a5868}svg .s-expired{fill:#8795a4}
 """.strip()

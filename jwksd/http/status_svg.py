@@ -72,9 +72,11 @@ def rotation_timeline(keys: Sequence[Mapping[str, Any]], now: float, next_change
     for row, key in enumerate(keys):
         parts.append(_bar(key, 30 + row * ROW_H, now, x))
     bottom = 30 + ROW_H * len(keys)
-    for tick in _ticks(low, high):
+    for index, tick in enumerate(_ticks(low, high)):
+        anchor = "end" if index == 4 else "middle"  # the last label ends at the chart's right edge
         parts.append(f'<line class="tick" x1="{x(tick):.1f}" y1="26" x2="{x(tick):.1f}" y2="{bottom}"/>'
-                     f'<text class="axis-label" x="{x(tick):.1f}" y="{bottom + 16}">{_day(tick)}</text>')
+                     f'<text class="axis-label" x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="{anchor}">'
+                     f"{_day(tick)}</text>")
     if next_change is not None:
         at = float(next_change["at"])
         what = f"next due: {next_change['change']} at {iso_time(at)}"
