@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
+import structlog
 
+from jwksd.__main__ import main
 from jwksd.aws.registry import KeyRecord
 from jwksd.config import RotationConfig
 from jwksd.rotation.keyring import Keyring, open_keyring
 from jwksd.rotation.registry import Registry
-from tests.conftest import REGION
+from jwksd.rotation.rotate import iso
+from tests.conftest import REGION, Secrets
 
 DAY = 86400
 T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
@@ -82,3 +88,33 @@ def kms_client(endpoint: str) -> Any:
 def key_state(endpoint: str, key_ref: str, client: Any = None) -> str:
     """The KeyState of a KMS key (PendingDeletion once scheduled for deletion)."""
     return str((client or kms_client(endpoint)).describe_key(KeyId=key_ref)["KeyMetadata"]["KeyState"])
+
+
+class Rotator:
+    """A rotator config file publishing to a secret on the session moto server, run through `jwksd keys`."""
+
+    def __init__(self, endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], **settings: Any) -> None:
+        self.config = rotation_config(endpoint)
+        self.secret_id = f"{self.config.private_secret_prefix}/public"
+        self.secrets = Secrets(endpoint)
+        self.capsys = capsys
+        self.path = tmp_path / "rotate.toml"
+        lines = [f'table = "{self.config.table}"', 'key_spec = "ECC_NIST_P256"',
+                 f'publish_secret_id = "{self.secret_id}"', f"rotate_every_s = {10 * DAY}",
+                 *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]
+        self.path.write_text("[rotation]\n" + "\n".join(lines) + "\n")
+
+    def run(self, *argv: str, at: int | None = None) -> tuple[int, str, str]:
+        when = ["--now", iso(at), "--clock-override"] if at is not None else []
+        code = main(["keys", *argv, "--config", str(self.path), *when])
+        structlog.reset_defaults()
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def published_kids(self) -> list[str]:
+        content = self.secrets.client.get_secret_value(SecretId=self.secret_id)["SecretString"]
+        return [key["kid"] for key in json.loads(content)["keys"]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = json.loads(self.run("list", "--json")[1])
+        return rows

@@ -55,7 +55,7 @@ def test_item_round_trip() -> None:
     ({"kid": None}, "registry item version 3: kid is missing or not a string"),
     ({"backend": {"S": ""}}, "registry item version 3: backend is missing or not a string"),
     ({"status": {"S": "lost"}}, "registry item version 3: status 'lost' is not one of pending, active, retired, "
-                                "expired, revoked"),
+                                "expired, revoked, external"),
     ({"publish_from": None}, "registry item version 3: created and publish_from are required"),
     ({"activated": {"N": "soon"}}, "registry item version 3: activated is not a whole number"),
     ({"public_jwk": {"S": "{"}}, "registry item version 3: public_jwk is not JSON"),

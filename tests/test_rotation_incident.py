@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import jwt
 import pytest
 import structlog
 
-from jwksd.__main__ import main
 from jwksd.errors import RotationError
 from jwksd.rotation.incident import promote_now, revoke
 from jwksd.rotation.policy import single
 from jwksd.rotation.rotate import iso, rotate
 from jwksd.rotation.sign import sign_jwt
-from tests.conftest import Secrets
-from tests.rotation_helpers import DAY, T0, key_state, keyring, rotation_config
+from tests.rotation_helpers import DAY, T0, Rotator, key_state, keyring, rotation_config
 
 P = 1500  # publish_ahead_s with the serving side's defaults
 
@@ -28,36 +24,6 @@ def reset_logging() -> Iterator[None]:
     """Each command points structlog at the captured stderr of its test; put it back afterwards."""
     yield
     structlog.reset_defaults()
-
-
-class Rotator:
-    """A rotator config file publishing to a secret on the session moto server, run through `jwksd keys`."""
-
-    def __init__(self, endpoint: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], **settings: Any) -> None:
-        self.config = rotation_config(endpoint)
-        self.secret_id = f"{self.config.private_secret_prefix}/public"
-        self.secrets = Secrets(endpoint)
-        self.capsys = capsys
-        self.path = tmp_path / "rotate.toml"
-        lines = [f'table = "{self.config.table}"', 'key_spec = "ECC_NIST_P256"',
-                 f'publish_secret_id = "{self.secret_id}"', f"rotate_every_s = {10 * DAY}",
-                 *(f"{k} = {json.dumps(v)}" for k, v in settings.items())]
-        self.path.write_text("[rotation]\n" + "\n".join(lines) + "\n")
-
-    def run(self, *argv: str, at: int | None = None) -> tuple[int, str, str]:
-        when = ["--now", iso(at), "--clock-override"] if at is not None else []
-        code = main(["keys", *argv, "--config", str(self.path), *when])
-        structlog.reset_defaults()
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def published_kids(self) -> list[str]:
-        content = self.secrets.client.get_secret_value(SecretId=self.secret_id)["SecretString"]
-        return [key["kid"] for key in json.loads(content)["keys"]]
-
-    def rows(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = json.loads(self.run("list", "--json")[1])
-        return rows
 
 
 @pytest.fixture

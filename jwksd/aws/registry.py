@@ -27,9 +27,11 @@ if TYPE_CHECKING:
 
     from jwksd.aws import Client
 
-Status = Literal["pending", "active", "retired", "expired", "revoked"]
-STATUSES: tuple[Status, ...] = ("pending", "active", "retired", "expired", "revoked")
-PUBLISHED: tuple[Status, ...] = ("pending", "active", "retired")
+Status = Literal["pending", "active", "retired", "expired", "revoked", "external"]
+STATUSES: tuple[Status, ...] = ("pending", "active", "retired", "expired", "revoked", "external")
+# "external": a key jwksd did not make, adopted from a secret (`--adopt`): published until ``expires``, never signs.
+PUBLISHED: tuple[Status, ...] = ("pending", "active", "retired", "external")
+EXTERNAL: Status = "external"  # the status and the backend of an adopted key: jwksd holds no private half
 _STRINGS = ("kid", "status", "backend", "key_ref", "alg", "key_spec")
 _TIMES = ("created", "publish_from", "first_published", "activated", "retired", "expires", "expired", "revoked")
 # crv -> (curve class, coordinate and R/S size in bytes)
@@ -45,15 +47,15 @@ class KeyRecord:
     version: int
     kid: str
     status: Status
-    backend: str  # "kms" or "local"
-    key_ref: str  # the KMS key ARN, or the ARN of the secret holding the private JWK
+    backend: str  # "kms", "local", or "external" (an adopted key)
+    key_ref: str  # the KMS key ARN, the ARN of the secret holding the private JWK, or the secret it was adopted from
     alg: str
     key_spec: str
     created: int
     publish_from: int
     activated: int | None = None
     retired: int | None = None
-    expires: int | None = None  # retired + retire_grace_s, fixed when the key retires
+    expires: int | None = None  # retired + retire_grace_s, fixed when the key retires; an external key's --adopt-until
     expired: int | None = None
     public_jwk: dict[str, Any] | None = None  # local backend only; KMS keys are asked of KMS
     # When a publish that holds the key was confirmed (secret written, every verify URL serving it);
@@ -63,7 +65,7 @@ class KeyRecord:
 
 
 def published(records: Iterable[KeyRecord]) -> list[KeyRecord]:
-    """The keys verifiers must trust: pending, active and retired, newest first."""
+    """The keys verifiers must trust: pending, active, retired and external, newest first."""
     return sorted((r for r in records if r.status in PUBLISHED), key=lambda r: -r.version)
 
 
@@ -150,7 +152,12 @@ def jwk_from_spki(der: bytes, alg: str) -> dict[str, Any]:
 
 
 def check_kid(jwk: dict[str, Any], record: KeyRecord) -> dict[str, Any]:
-    """``jwk`` if its RFC 7638 thumbprint is the record's kid, else RotationError: the registry and key disagree."""
+    """``jwk`` if its RFC 7638 thumbprint is the record's kid, else RotationError: the registry and key disagree.
+
+    An external key keeps the kid its tokens carry (rarely a thumbprint): its JWK's own kid must be the record's.
+    """
+    if record.backend == EXTERNAL and jwk.get("kid") == record.kid:
+        return jwk
     if thumbprint(jwk) != record.kid:
         raise RotationError("kid_mismatch", f"registry version {record.version}: the key's thumbprint is not the "
                                             "recorded kid")

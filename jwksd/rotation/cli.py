@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 from jwksd.config import Config, RotationConfig, load_config
 from jwksd.errors import AwsError, ConfigError, RotationError
+from jwksd.rotation.external import REFUSE, Migration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -56,6 +58,16 @@ def add_keys_parser(commands: Any) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON array")
     publish = command("publish", "write the published keys to a Secrets Manager secret when they changed")
     publish.add_argument("--secret-id", help="the secret (default: rotation.publish_secret_id)")
+    for publishing in (rotate, publish):
+        migrate = publishing.add_mutually_exclusive_group()
+        migrate.add_argument("--adopt", action="store_true",
+                             help="keys the secret holds and the registry does not know stay published, as "
+                                  "external keys, until --adopt-until (default: now + retire_grace_s)")
+        migrate.add_argument("--replace", action="store_true",
+                             help="keys the secret holds and the registry does not know are dropped")
+        publishing.add_argument("--adopt-until", metavar="WHEN",
+                                help="with --adopt (implied): an ISO 8601 time, or a duration from now such as "
+                                     "90d, 36h, 45m, 600s")
     sign = command("sign", "print a JWT signed by the active key")
     sign.add_argument("--claims", required=True, help='a JSON object, e.g. \'{"sub": "svc"}\'')
     sign.add_argument("--ttl-s", type=int, help="lifetime (default and maximum: rotation.max_token_lifetime_s)")
@@ -73,6 +85,32 @@ def parse_now(text: str | None) -> int:
     if moment is None or moment.tzinfo is None:
         raise ConfigError([f"--now = {text!r}: expected an ISO 8601 time with a zone, e.g. 2026-01-01T00:00:00Z"])
     return int(moment.timestamp())
+
+
+DURATION = re.compile(r"(\d+)([smhd])")
+UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_until(text: str, now: int) -> int:
+    """Unix seconds of ``--adopt-until``: an ISO 8601 time with a zone, or a duration after ``now`` (90d, 36h, ...)."""
+    duration = DURATION.fullmatch(text.strip())
+    if duration:
+        return now + int(duration.group(1)) * UNITS_S[duration.group(2)]
+    try:
+        return parse_now(text)
+    except ConfigError:
+        raise ConfigError([f"--adopt-until = {text!r}: expected an ISO 8601 time with a zone "
+                           "(2027-06-30T00:00:00Z) or a duration such as 90d, 36h, 45m, 600s"]) from None
+
+
+def migration_of(args: argparse.Namespace, now: int) -> Migration:
+    """What ``--adopt``, ``--adopt-until`` and ``--replace`` ask of a publish."""
+    until = getattr(args, "adopt_until", None)
+    if until is not None and getattr(args, "replace", False):
+        raise ConfigError(["--adopt-until: not allowed with --replace, which drops the keys"])
+    return Migration(adopt=getattr(args, "adopt", False) or until is not None,
+                     adopt_until=None if until is None else parse_until(until, now),
+                     replace=getattr(args, "replace", False))
 
 
 def load_rotation(path: str | None) -> tuple[Config, RotationConfig]:
@@ -95,12 +133,13 @@ def run_keys(args: argparse.Namespace) -> int:
             raise ConfigError([f"--now = {args.now!r}: changes keys at a time that is not the clock's; allowed "
                                "with --dry-run, or with --clock-override (tests and drills only)"])
         claims = _claims(args.claims) if args.keys_command == "sign" else {}
+        migration = migration_of(args, now)
     except ConfigError as exc:
         print(f"jwksd: {exc}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(config.log.level, config.log.format, stream=sys.stderr)
     try:
-        return asyncio.run(_run(args, rotation, now, claims, config.refresh.max_age_s))
+        return asyncio.run(_run(args, rotation, now, claims, config.refresh.max_age_s, migration=migration))
     except (RotationError, AwsError) as exc:
         print(f"jwksd keys {args.keys_command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -117,7 +156,7 @@ def _claims(text: str) -> dict[str, Any]:
 
 
 async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claims: dict[str, Any],
-               max_age_s: float) -> int:
+               max_age_s: float, *, migration: Migration) -> int:
     from jwksd.rotation.clock import check_clock
     from jwksd.rotation.gc import collect
     from jwksd.rotation.incident import promote_now, revoke
@@ -137,7 +176,7 @@ async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claim
             created = await ring.registry.create_table()
             print(f"{'created' if created else 'exists already'}: table {config.table}")
         elif command == "rotate":
-            return await _rotate(ring, args, now)
+            return await _rotate(ring, args, now, migration)
         elif command in ("promote", "revoke"):
             result = await (promote_now(ring, now, emergency=args.emergency, max_age_s=max_age_s)
                             if command == "promote" else
@@ -150,13 +189,13 @@ async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claim
         elif command == "list":
             _print_records(await ring.registry.records(), as_json=args.json)
         elif command == "publish" and secret_id:
-            await _publish(ring, secret_id, now, config.verify_urls)
+            await _publish(ring, secret_id, now, config.verify_urls, migration)
         elif command == "sign":
             print(await sign_jwt(ring, claims, now=now, ttl_s=args.ttl_s))
     return EXIT_OK
 
 
-async def _rotate(ring: Any, args: argparse.Namespace, now: int) -> int:
+async def _rotate(ring: Any, args: argparse.Namespace, now: int, migration: Migration) -> int:
     """One step, then the publish; the outcome written to ``rotation.metrics_file`` whatever happened."""
     from jwksd.rotation.report import write_report
     from jwksd.rotation.rotate import rotate
@@ -172,7 +211,7 @@ async def _rotate(ring: Any, args: argparse.Namespace, now: int) -> int:
         print("\n".join(result.lines), flush=True)
         if config.publish_secret_id and not args.dry_run:
             try:
-                await _publish(ring, config.publish_secret_id, now, verify_urls)
+                await _publish(ring, config.publish_secret_id, now, verify_urls, migration)
             except (RotationError, AwsError):
                 failed.append("publish")
                 raise
@@ -189,12 +228,13 @@ async def _rotate(ring: Any, args: argparse.Namespace, now: int) -> int:
     return EXIT_FAILED if result.held or result.failed else EXIT_OK
 
 
-async def _publish(ring: Any, secret_id: str, now: int, verify_urls: Sequence[str]) -> None:
+async def _publish(ring: Any, secret_id: str, now: int, verify_urls: Sequence[str],
+                   migration: Migration = REFUSE) -> None:
     """Publish, then confirm the pending key published; a failed publish confirms nothing and fails the run."""
     from jwksd.rotation.publish import confirm_published, publish
 
     try:
-        print(await publish(ring, secret_id), flush=True)
+        print(await publish(ring, secret_id, now=now, migration=migration), flush=True)
     except AwsError as exc:
         detail = str(exc).rstrip(".")
         raise RotationError("publish_failed", f"{secret_id}: {detail}. No key was confirmed published; the next run "

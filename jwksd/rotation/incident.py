@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import structlog
 
-from jwksd.aws.registry import KeyRecord
+from jwksd.aws.registry import EXTERNAL, KeyRecord
 from jwksd.errors import RotationError
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Promote, promotable_from, single
@@ -48,10 +48,14 @@ async def revoke(ring: Keyring, kid: str, now: int, *, emergency: bool, max_age_
         result.say("revoked", target)
         if target.status == "pending":
             await create_key(ring, _next_version(records), now, result)
-    backend = ring.backend_for(target)
-    await backend.disable(target.key_ref)
-    await backend.destroy(target.key_ref, ring.config.deletion_window_days)
-    result.say("disabled", target, deletion_in_days=ring.config.deletion_window_days)
+    if target.backend == EXTERNAL:
+        result.lines.append(f"external v{target.version} kid={target.kid}: jwksd holds no private key for it; "
+                            "stop whatever still signs with it")
+    else:
+        backend = ring.backend_for(target)
+        await backend.disable(target.key_ref)
+        await backend.destroy(target.key_ref, ring.config.deletion_window_days)
+        result.say("disabled", target, deletion_in_days=ring.config.deletion_window_days)
     log.warning("key_revoked", version=target.version, kid=target.kid)
     return result
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jwksd import aws
-from jwksd.aws.registry import KeyRecord
+from jwksd.aws.registry import EXTERNAL, KeyRecord
 from jwksd.aws.retry import Retries
 from jwksd.config import RotationConfig
 from jwksd.errors import RotationError
 from jwksd.rotation.backends import Backend
+from jwksd.rotation.external import EXTERNAL_BACKEND
 from jwksd.rotation.policy import Policy
 from jwksd.rotation.registry import Registry
 
@@ -37,7 +38,12 @@ class Keyring:
         return Policy.of(self.config)
 
     def backend_for(self, record: KeyRecord) -> Backend:
-        """The backend that holds ``record``'s key: a rotator configured for another one must not touch it."""
+        """The backend that holds ``record``'s key: a rotator configured for another one must not touch it.
+
+        An external (adopted) key has the external backend, whatever ``rotation.backend`` is.
+        """
+        if record.backend == EXTERNAL:
+            return EXTERNAL_BACKEND
         if record.backend != self.backend.name:
             raise RotationError("backend_mismatch", f"registry version {record.version} is a {record.backend} key "
                                                     f"and rotation.backend is {self.backend.name}")

@@ -1,7 +1,8 @@
 """The key lifecycle as pure functions of the registry's records and ``now`` (unix seconds).
 
-A step expires retired keys past their grace; promotes the pending key once it has been published
-for ``publish_ahead_s`` (counted from ``first_published``, recorded only after a confirmed publish)
+A step expires retired keys past their grace (and adopted external keys past their --adopt-until);
+promotes the pending key once it has been published for ``publish_ahead_s`` (counted from
+``first_published``, recorded only after a confirmed publish)
 and the active key is due; and creates a pending key whenever there is none, so right after each
 promotion a next key is published and an emergency promotion never uses a key verifiers lack.
 The very first key is created pending like every other.
@@ -44,9 +45,13 @@ class Promote:
     active: KeyRecord | None
 
 
+# Published until their ``expires``: retired keys, and external (adopted) ones.
+LEAVING: tuple[Status, ...] = ("retired", "external")
+
+
 @dataclass(frozen=True)
 class Expire:
-    """Stop publishing a retired key and schedule its deletion."""
+    """Stop publishing a retired or external key and schedule its deletion (nothing to delete for an external one)."""
 
     record: KeyRecord
 
@@ -86,7 +91,7 @@ def promotable_from(pending: KeyRecord, policy: Policy) -> int | None:
 def plan(records: Sequence[KeyRecord], now: int, policy: Policy) -> Plan:
     """The actions due at ``now``, in the order they are applied."""
     actions: list[Action] = [Expire(r) for r in records
-                             if r.status == "retired" and r.expires is not None and now >= r.expires]
+                             if r.status in LEAVING and r.expires is not None and now >= r.expires]
     active, pending = single(records, "active"), single(records, "pending")
     following = max((r.version for r in records), default=0) + 1
     if pending is None:
@@ -105,7 +110,7 @@ def due_to_promote(pending: KeyRecord, active: KeyRecord | None, now: int, polic
 
 def _next_due(records: Sequence[KeyRecord], policy: Policy) -> int | None:
     """The earliest time at which a step changes something (at or before ``now`` when actions are due)."""
-    times = [r.expires for r in records if r.status == "retired" and r.expires is not None]
+    times = [r.expires for r in records if r.status in LEAVING and r.expires is not None]
     active, pending = single(records, "active"), single(records, "pending")
     due = active.activated + policy.rotate_every_s if active and active.activated is not None else None
     if pending is not None:

@@ -1,13 +1,15 @@
-"""``jwksd keys publish``: the published keys (pending, active, retired) as a JWK Set in a Secrets Manager secret.
+"""``jwksd keys publish``: the published keys (pending, active, retired, external) as a JWK Set in a secret.
 
 Written only when it changed, so the secret's versions mark the rotation's steps and a daemon
 reading it serves exactly the registry's published set. Only after a publish succeeded is the
-pending key's ``first_published`` recorded: a failed publish holds its promotion back.
+pending key's ``first_published`` recorded: a failed publish holds its promotion back. Keys the
+secret holds and the registry does not know are never dropped silently (``external.py``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,15 +19,11 @@ import structlog
 from jwksd.aws.registry import KeyRecord, check_kid, published
 from jwksd.errors import AwsError, RotationError
 from jwksd.redact import public_url
+from jwksd.rotation.external import REFUSE, Foreign, Migration, external_records, foreign, refusal
 from jwksd.rotation.keyring import Keyring
 from jwksd.status import iso_time
 
 log = structlog.get_logger("jwksd.rotation")
-
-
-async def published_jwks(ring: Keyring) -> list[dict[str, Any]]:
-    """The public JWKs of the published keys, newest first (a local key's from its item, whatever the backend)."""
-    return [await _public(ring, record) for record in published(await ring.registry.records())]
 
 
 async def _public(ring: Keyring, record: KeyRecord) -> dict[str, Any]:
@@ -34,34 +32,71 @@ async def _public(ring: Keyring, record: KeyRecord) -> dict[str, Any]:
     return await ring.backend_for(record).public_jwk(record)
 
 
-async def publish(ring: Keyring, secret_id: str) -> str:
-    """Write the JWK Set to ``secret_id`` (created if missing) unless it already holds it; one line saying which."""
+async def publish(ring: Keyring, secret_id: str, *, now: int | None = None,
+                  migration: Migration = REFUSE) -> str:
+    """Write the JWK Set to ``secret_id`` (created if missing) unless it already holds it; lines saying what happened.
+
+    Keys the secret holds and the registry does not know are refused (RotationError naming them) unless
+    ``migration`` adopts them (recorded as external keys, published with the rest) or replaces them.
+    """
     if ring.secrets is None:
         raise RotationError("no_client", "publishing needs a Secrets Manager client")
-    keys = await published_jwks(ring)
+    records = await ring.registry.records()
+    keys = [await _public(ring, record) for record in published(records)]
     if not keys:
         return f"nothing to publish: {ring.config.table} has no published key yet"
-    document = {"keys": keys}
-    kids = ",".join(key["kid"] for key in keys)
     secrets = ring.secrets
     try:
         current = await secrets.call("GetSecretValue", lambda sm: sm.get_secret_value(SecretId=secret_id))
     except AwsError as exc:
         if exc.code != "ResourceNotFoundException":
             raise
+        document = {"keys": keys}
         await secrets.call("CreateSecret", lambda sm: sm.create_secret(
             Name=secret_id, SecretString=json.dumps(document),
             Description=f"jwksd: the published keys of registry {ring.config.table}"))
-        return f"published {len(keys)} keys to new secret {secret_id}: {kids}"
+        return f"published {len(keys)} keys to new secret {secret_id}: {_kids(keys)}"
+    content = current.get("SecretString")
+    lines = []
+    found = foreign(content, records)
+    if found:
+        lines = await _migrate(ring, secret_id, found, records, now=int(time.time()) if now is None else now,
+                               migration=migration)
+        keys = [await _public(ring, record) for record in published(await ring.registry.records())]
+    document = {"keys": keys}
     try:
-        unchanged = json.loads(current.get("SecretString") or "null") == document
+        unchanged = json.loads(content or "null") == document
     except ValueError:
         unchanged = False
     if unchanged:
         return f"unchanged: {secret_id} already holds the {len(keys)} published keys"
     await secrets.call("PutSecretValue", lambda sm: sm.put_secret_value(SecretId=secret_id,
                                                                         SecretString=json.dumps(document)))
-    return f"published {len(keys)} keys to {secret_id}: {kids}"
+    return "\n".join([*lines, f"published {len(keys)} keys to {secret_id}: {_kids(keys)}"])
+
+
+def _kids(keys: Sequence[dict[str, Any]]) -> str:
+    return ",".join(key["kid"] for key in keys)
+
+
+async def _migrate(ring: Keyring, secret_id: str, found: Foreign, records: Sequence[KeyRecord], *, now: int,
+                   migration: Migration) -> list[str]:
+    """Adopt or replace what ``found`` lists (the lines saying so), or refuse."""
+    if migration.replace:
+        log.warning("keys_replaced", secret_id=secret_id, kids=[key["kid"] for key in found.keys])
+        return [f"replaced: {secret_id} no longer holds {found.describe()}"]
+    if not migration.adopt or not found.keys:
+        raise refusal(secret_id, ring.config.table, found)
+    until = now + ring.policy.retire_grace_s if migration.adopt_until is None else migration.adopt_until
+    if until <= now:
+        raise RotationError("adopt_until_past", f"--adopt-until {iso_time(until)} is not after now "
+                                                f"({iso_time(now)}); --replace drops the keys instead")
+    lines = [f"left out of {secret_id}: {', '.join(found.dropped)}"] if found.dropped else []
+    for record in external_records(found, records, secret_id, now, until):
+        await ring.registry.add(record)
+        lines.append(f"adopted v{record.version} kid={record.kid} state=external expires={iso_time(until)}")
+        log.info("key_adopted", version=record.version, kid=record.kid, expires=until)
+    return lines
 
 
 VERIFY_TIMEOUT_S = 10.0

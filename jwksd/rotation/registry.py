@@ -3,7 +3,7 @@
 Creating version v+1 is ``attribute_not_exists(version)``, so two rotators that saw the same
 registry cannot both add a key; a promotion is one transaction that moves the pending key to
 active and the active one to retired, each on the condition of its expected status; expiring is
-conditional on ``retired``. A write that loses raises RegistryConflict.
+conditional on ``retired`` (or ``external``, for an adopted key). A write that loses raises RegistryConflict.
 """
 
 from __future__ import annotations
@@ -58,13 +58,13 @@ class Registry(RegistryReader):
                           lambda db: db.update_item(**update))
 
     async def revoke(self, record: KeyRecord, now: int) -> None:
-        """Mark a pending or retired key revoked (an active one is revoked by ``promote(..., revoke=True)``)."""
+        """Mark a pending, retired or external key revoked (an active one: ``promote(..., revoke=True)``)."""
         update = self._update(record, record.status, {"status": "revoked", "revoked": now})["Update"]
         await self._write(f"revoking version {record.version}", "UpdateItem", lambda db: db.update_item(**update))
 
     async def expire(self, record: KeyRecord, now: int) -> None:
-        """Mark a retired key expired."""
-        update = self._update(record, "retired", {"status": "expired", "expired": now})["Update"]
+        """Mark a retired (or external) key expired."""
+        update = self._update(record, record.status, {"status": "expired", "expired": now})["Update"]
         await self._write(f"expiring version {record.version}", "UpdateItem", lambda db: db.update_item(**update))
 
     def _update(self, record: KeyRecord, expected: Status, values: Mapping[str, str | int]

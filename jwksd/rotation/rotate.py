@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from jwksd.aws.registry import KeyRecord
+from jwksd.aws.registry import EXTERNAL, KeyRecord
 from jwksd.errors import AwsError, RegistryConflict, RotationError
 from jwksd.redact import public_url
 from jwksd.rotation.keyring import Keyring
@@ -112,7 +112,9 @@ async def _expire(ring: Keyring, record: KeyRecord, now: int, result: StepResult
         # Deletion first: if the status write is lost or never happens, the next step repeats both.
         await ring.backend_for(record).destroy(record.key_ref, window)
         await ring.registry.expire(record, now)
-    result.say("would expire" if dry_run else "expired", record, deletion_in_days=window)
+    # An external key's private half is not jwksd's to delete.
+    detail: dict[str, Any] = {} if record.backend == EXTERNAL else {"deletion_in_days": window}
+    result.say("would expire" if dry_run else "expired", record, **detail)
 
 
 async def promote_key(ring: Keyring, action: Promote, now: int, result: StepResult, dry_run: bool = False, *,
