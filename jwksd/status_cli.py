@@ -23,7 +23,7 @@ from jwksd.status import iso_time
 EXIT_OK, EXIT_USAGE, EXIT_FROM_DISK, EXIT_NOT_READY, EXIT_UNREADABLE = 0, 2, 3, 4, 5
 DEFAULT_URL = "http://127.0.0.1:9464"  # server.metrics_listen's default
 TIMEOUT_S = 5.0
-MAX_BYTES = 1024 * 1024
+MAX_BYTES = 8 * 1024 * 1024  # 100 refreshes that each replaced 100 keys are ~1 MB
 COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
 RUNG_COLOUR = {"fresh": "green", "stale": "yellow", "last-known-good": "red", "fallback": "red", "none": "red"}
 

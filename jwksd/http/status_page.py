@@ -45,6 +45,7 @@ CSP = (f"default-src 'none'; style-src 'sha256-{STYLE_HASH}'; base-uri 'none'; f
        "frame-ancestors 'none'")
 OUTCOMES = (("success", "success"), ("unchanged", "unchanged"), ("rejected_document", "rejected"),
             ("fetch_error", "failed"))
+ROWS = 100  # served keys listed (validation.max_keys may allow more); /status.json lists every one
 PHASE_LEGEND = (("p-created", "created"), ("p-published", "published"), ("p-active", "active"),
                 ("p-retired", "retired"), ("e-expired", "expired"), ("e-revoked", "revoked"))
 
@@ -66,7 +67,7 @@ def when(at: float | None, now: float) -> str:
     """A time as ISO 8601 UTC with how long ago (or in how long) it is."""
     if at is None:
         return '<span class="muted">never</span>'
-    return f'<span class="mono" title="{at:.3f}">{iso_time(at)}</span> <span class="muted">({relative(at, now)})</span>'
+    return f'<span class="mono">{iso_time(at)}</span> <span class="muted">({relative(at, now)})</span>'
 
 
 def relative(at: float, now: float) -> str:
@@ -102,7 +103,9 @@ def _keys(served: Mapping[str, Any], now: float) -> str:
     rows = [f'<tr class="key" data-kid="{escape(key["kid"])}"><td class="mono">{escape(key["kid"])}</td>'
             f'<td>{escape(_type(key))}</td><td>{escape(str(key["alg"] or "-"))}</td>'
             f'<td>{escape(", ".join(key["sources"]))}</td><td>{when(key["since"], now)}</td></tr>'
-            for key in served["keys"]]
+            for key in served["keys"][:ROWS]]
+    if len(served["keys"]) > ROWS:
+        rows.append(f'<tr><td class="muted">and {len(served["keys"]) - ROWS} more (see /status.json)</td></tr>')
     if not rows:
         return '<h2>Served set</h2><p class="err">Nothing is served: no valid key set yet.</p>'
     kept = served.get("revoked_kept") or []

@@ -20,6 +20,8 @@ SLOT_W = WIDTH / HISTORY
 # The phases of a key's bar, in order, and the record time each starts at.
 PHASES = (("created", "created"), ("published", "published"), ("active", "activated"), ("retired", "retired"))
 LIVE = frozenset({"pending", "active", "retired"})  # still published: the bar runs to now
+HOVER_KIDS = 3  # kids named in one bar's hover text; the rest are counted
+BARS = 24  # the newest keys drawn (two years of monthly rotation); /status.json lists every one
 
 
 def outcome_timeline(history: Sequence[Mapping[str, Any]]) -> str:
@@ -36,15 +38,20 @@ def outcome_timeline(history: Sequence[Mapping[str, Any]]) -> str:
         tall = 34 if outcome["added"] or outcome["removed"] else 26  # a change stands out
         hover = [f"{iso_time(outcome['at'])} {_label(name)}, serving {outcome['served']}, "
                  f"{outcome['duration_ms']:g} ms"]
-        if outcome["added"]:
-            hover.append("added: " + ", ".join(outcome["added"]))
-        if outcome["removed"]:
-            hover.append("removed: " + ", ".join(outcome["removed"]))
+        for change in ("added", "removed"):
+            if outcome[change]:
+                hover.append(f"{change}: {_some(outcome[change])}")
         parts.append(f'<rect class="o o-{escape(name)}" data-outcome="{escape(name)}" x="{x + 1:.1f}" '
                      f'y="{40 - tall}" width="{SLOT_W - 2:.1f}" height="{tall}">'
                      f'<title>{escape(chr(10).join(hover))}</title></rect>')
     parts.append(f'<line class="axis" x1="0" y1="41" x2="{WIDTH}" y2="41"/></svg>')
     return "".join(parts)
+
+
+def _some(kids: Sequence[str]) -> str:
+    """The first HOVER_KIDS kids, and how many more: a key set replaced whole must not swell the page."""
+    named = ", ".join(kids[:HOVER_KIDS])
+    return named if len(kids) <= HOVER_KIDS else f"{named} and {len(kids) - HOVER_KIDS} more"
 
 
 def _label(outcome: str) -> str:
@@ -56,6 +63,8 @@ def rotation_timeline(keys: Sequence[Mapping[str, Any]], now: float, next_change
     """One bar per key (oldest on top) through its phases, a "now" line, and the next due change."""
     if not keys:
         return '<p class="muted">The registry holds no key yet.</p>'
+    older = len(keys) - BARS
+    keys = keys[-BARS:]
     ends = [t for key in keys for t in _times(key)]
     low = min([*ends, now])
     high = max([*ends, now, float(next_change["at"]) if next_change else now])
@@ -83,6 +92,8 @@ def rotation_timeline(keys: Sequence[Mapping[str, Any]], now: float, next_change
         parts.append(f'<g class="next" data-at="{int(at)}"><line class="next-line" x1="{x(at):.1f}" y1="14" '
                      f'x2="{x(at):.1f}" y2="{bottom}"/><text class="next-label" x="{x(at) + 3:.1f}" y="12">next'
                      f'</text><title>{escape(what)}</title></g>')
+    if older > 0:
+        parts.append(f'<text class="axis-label" x="4" y="{bottom + 16}">{older} older not drawn</text>')
     parts.append(f'<g class="now" data-at="{int(now)}"><line class="now-line" x1="{x(now):.1f}" y1="14" '
                  f'x2="{x(now):.1f}" y2="{bottom}"/><text class="now-label" x="{x(now) - 3:.1f}" y="24" '
                  f'text-anchor="end">now</text><title>now: {iso_time(now)}</title></g></svg>')
