@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from jwksd.rotation.external import Migration
 from jwksd.rotation.incident import revoke
 from jwksd.rotation.policy import single
+from jwksd.rotation.publish import publish
 from jwksd.rotation.rotate import rotate
 from jwksd.state import save_last_known_good
 from jwksd.status_cli import EXIT_FROM_DISK, EXIT_NOT_READY, EXIT_OK, EXIT_UNREADABLE
@@ -34,9 +36,9 @@ async def registry_in_every_status(endpoint: str, now: int) -> tuple[dict[str, A
     """A registry whose keys are expired, retired, active, revoked and pending, built by the rotator's own steps.
 
     22 days ago the first key; every 10 days a promotion; a retired key expires after 7 days; yesterday the
-    pending key was revoked (which makes the next one). Each step is followed a second later by another, which
-    records the publish of the key it made (the registry is what is served). Returns the [rotation] settings and
-    kid -> status.
+    pending key was revoked (which makes the next one), and a key found in a secret was adopted (external).
+    Each step is followed a second later by another, which records the publish of the key it made (the
+    registry is what is served). Returns the [rotation] settings and kid -> status.
     """
     config = rotation_config(endpoint, **ROTATION)
     base = now - 22 * DAY
@@ -49,6 +51,9 @@ async def registry_in_every_status(endpoint: str, now: int) -> tuple[dict[str, A
         assert pending is not None
         await revoke(ring, pending.kid, base + 21 * DAY, emergency=False, max_age_s=600)
         await rotate(ring, base + 21 * DAY + 1)
+    async with keyring(config, create_table=False, publish=True) as ring:  # a key set moved under rotation
+        await publish(ring, Secrets(endpoint).create(jwk_set(key(7))), now=base + 21 * DAY + 2,
+                      migration=Migration(adopt=True))
         records = await ring.registry.records()
     settings = {"table": config.table, "key_spec": config.key_spec, "alg": config.alg, "region": REGION,
                 "dynamodb_endpoint_url": endpoint, "kms_endpoint_url": endpoint, **ROTATION}
@@ -121,21 +126,22 @@ def test_status_page_in_chromium(states: dict[str, Any]) -> None:
     assert (lkg["status"], lkg["rung"], lkg["kids"]) == ("warn", "last-known-good", ["key-7"])
     assert lkg["sources"][0]["state"] == "warn" and "network" in lkg["sources"][0]["text"]
     assert set(lkg["outcomes"]) == {"fetch_error"}  # retried with backoff meanwhile
-    published = sorted(kid for kid, status in statuses.items() if status in ("pending", "active", "retired"))
+    published = sorted(kid for kid, status in statuses.items() if status in ("pending", "active", "retired",
+                                                                             "external"))
     assert (registry["rung"], sorted(registry["kids"])) == ("fresh", published)
     bars = registry["bars"]
     assert [(bar["version"], bar["status"]) for bar in bars] == [
-        (1, "expired"), (2, "retired"), (3, "active"), (4, "revoked"), (5, "pending")]
+        (1, "expired"), (2, "retired"), (3, "active"), (4, "revoked"), (5, "pending"), (6, "external")]
     assert [bar["top"] for bar in bars] == sorted(bar["top"] for bar in bars)  # top to bottom, oldest first
     assert {bar["kid"]: bar["status"] for bar in bars} == statuses
     phases = {bar["version"]: [p["phase"] for p in bar["phases"]] for bar in bars}
     assert phases == {1: ["created", "published", "active", "retired"],
                       2: ["created", "published", "active", "retired"], 3: ["created", "published", "active"],
-                      4: ["created", "published"], 5: ["created", "published"]}
+                      4: ["created", "published"], 5: ["created", "published"], 6: ["external"]}
     for bar in bars:  # each phase starts where the one before it ended, left to right
         lefts = [p["left"] for p in bar["phases"]]
         assert lefts == sorted(lefts), bar
-    assert [bar["ends"] for bar in bars] == [["expired"], [], [], ["revoked"], []]
+    assert [bar["ends"] for bar in bars] == [["expired"], [], [], ["revoked"], [], []]
     assert registry["now"] is not None and "version 2 expires" in registry["next"]
 
 
@@ -156,7 +162,9 @@ def test_status_command_exit_codes_and_summary(states: dict[str, Any], tmp_path:
     assert code == EXIT_FROM_DISK and out.startswith("status    warn (ready), serving last-known-good")
     assert re.search(r"secretsmanager  secretsmanager  never  [1-9][0-9]* failures  next in [0-9]+[sm]  network: ", out)
     code, out = status_command(f"http://127.0.0.1:{daemons['registry'].metrics_port}/status.json")
-    assert code == EXIT_OK and "registry  " in out and "1 expired, 1 retired, 1 active, 1 revoked, 1 pending" in out
+    assert code == EXIT_OK
+    assert "\nregistry  jwksd-test-" in out
+    assert ": 1 expired, 1 retired, 1 active, 1 revoked, 1 pending, 1 external\n" in out
     assert "\nnext      version 2 expires at " in out
     unready = Daemon.from_toml(tmp_path, sm_sections("jwksd-test/none"), endpoint=closed_endpoint(), wait_ready=False)
     with unready:

@@ -36,6 +36,7 @@ svg text{font:11px system-ui,sans-serif;fill:#1d2733}svg .axis-label{fill:#6b778
 .next-line{stroke:#7048e8;stroke-width:1.5;stroke-dasharray:4 3}svg .next-label{fill:#7048e8;font-weight:600}
 .p{fill:#8e7cc3}.p-created,.sw.p-created{fill:#c9d3de;background:#c9d3de}.p-published,.sw.p-published{fill:#74a7e0;background:#74a7e0}
 .p-active,.sw.p-active{fill:#2f9e55;background:#2f9e55}.p-retired,.sw.p-retired{fill:#e0b84a;background:#e0b84a}
+.p-external,.sw.p-external{fill:#a58fd8;background:#a58fd8}
 .e-expired,.sw.e-expired{fill:#5b6673;background:#5b6673}
 .e-revoked,.sw.e-revoked{fill:#cf3b3b;background:#cf3b3b}svg .s-revoked{fill:#cf3b3b;font-weight:600}
 svg .s-active{fill:#17612d;font-weight:600}svg .status{fill:#4a5868}svg .s-expired{fill:#8795a4}
@@ -47,7 +48,8 @@ OUTCOMES = (("success", "success"), ("unchanged", "unchanged"), ("rejected_docum
             ("fetch_error", "failed"))
 ROWS = 100  # served keys listed (validation.max_keys may allow more); /status.json lists every one
 PHASE_LEGEND = (("p-created", "created"), ("p-published", "published"), ("p-active", "active"),
-                ("p-retired", "retired"), ("e-expired", "expired"), ("e-revoked", "revoked"))
+                ("p-retired", "retired"), ("p-external", "external (adopted)"), ("e-expired", "expired"),
+                ("e-revoked", "revoked"))
 
 
 def render(doc: Mapping[str, Any]) -> str:
