@@ -27,6 +27,8 @@ from jwksd.validate.jwk import thumbprint
 SECRET_ID = "jwksd/demo/public-keys"  # noqa: S105 - a secret name, not a secret
 REGION = "us-east-1"
 OIDC_DEMO_VARIABLES = ("JWKSD_OIDC_ISSUER", "JWKSD_TLS_CERT_FILE", "JWKSD_TLS_KEY_FILE")
+# Taken from the environment when set: the walk-through test runs the demo beside others (its own ports).
+DEMO_VARIABLES = {"JWKSD_REFRESH_INTERVAL_S": "30", "JWKSD_METRICS_LISTEN": "127.0.0.1:9464"}
 
 
 def _b64(number: int) -> str:
@@ -73,7 +75,8 @@ def run_demo(port: int = 8080) -> int:
         state_dir = tempfile.mkdtemp(prefix="jwksd-demo-")
         config = load_config(None, {
             "JWKSD_LISTEN": f"127.0.0.1:{port}",
-            "JWKSD_SECRET_ID": SECRET_ID, "JWKSD_REFRESH_INTERVAL_S": "30", "JWKSD_STATE_DIR": state_dir,
+            "JWKSD_SECRET_ID": SECRET_ID, "JWKSD_STATE_DIR": state_dir,
+            **{name: os.environ.get(name) or default for name, default in DEMO_VARIABLES.items()},
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint, "AWS_REGION": REGION,
             "JWKSD_LOG_FORMAT": os.environ.get("JWKSD_LOG_FORMAT", "console"),
             # The OIDC walk-through (docs/oidc.md) runs the demo as an issuer, over TLS if given a pair.
