@@ -44,9 +44,10 @@ def same_keys(a: Sequence[Key], b: Sequence[Key]) -> bool:
 def with_origins(snapshot: Snapshot, shares: Mapping[str, Sequence[Key]] | None, previous: Snapshot | None,
                  now: float) -> Snapshot:
     """``snapshot`` with each kid's sources (from ``shares``; else as ``previous`` had them, else its origin) and
-    the time it was first served (kept from ``previous`` while the kid stays served, else ``now``)."""
+    the time it was first served (kept from ``previous`` while the kid stays served; without ``previous``, as the
+    snapshot says, read back from last-known-good; else ``now``)."""
     held = {name: {str(key.get("kid", "")) for key in share} for name, share in (shares or {}).items()}
-    before = previous.origins if previous is not None else {}
+    before = previous.origins if previous is not None else snapshot.origins  # read back from disk, say
     origins: dict[str, KidOrigin] = {}
     for kid in snapshot.kids:  # the kid as the snapshot lists it
         if shares is not None:

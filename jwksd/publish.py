@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -21,7 +22,7 @@ from jwksd.errors import StateError
 from jwksd.merge import Key, key_id, merge, same_keys, with_origins
 from jwksd.metrics import Metrics
 from jwksd.state import LastKnownGood, read_fallback, read_last_known_good, save_last_known_good
-from jwksd.store import Clock, Snapshot, Store, build_snapshot
+from jwksd.store import Clock, KidOrigin, Snapshot, Store, build_snapshot
 from jwksd.validate import revoked
 
 log = structlog.get_logger("jwksd.publish")
@@ -83,8 +84,11 @@ class Publisher:
             for problem in lkg.skipped:
                 metrics.state_errors.labels("read").inc()
                 log.error("last_known_good_share_skipped", message=problem)
-            if not self._stand_by(build_snapshot(lkg.keyset.keys, "last-known-good", self.clock,
-                                                 changed_at=lkg.changed_at, fetched_at=lkg.fetched_at)):
+            snapshot = build_snapshot(lkg.keyset.keys, "last-known-good", self.clock, changed_at=lkg.changed_at,
+                                      fetched_at=lkg.fetched_at)
+            now = self.clock.time()  # each kid served since as the file says, so a restart does not reset it
+            if not self._stand_by(replace(snapshot, origins={kid: KidOrigin(("last-known-good",), lkg.since.get(
+                    kid, now)) for kid in snapshot.kids})):
                 lkg = None  # skipped whole, as if its times had been refused on reading
         if lkg is None and fallback is not None:
             self._stand_by(build_snapshot(fallback.keys, "fallback", self.clock))
@@ -269,8 +273,10 @@ class Publisher:
         if state_dir is None:
             return
         try:
-            await asyncio.to_thread(save_last_known_good, state_dir, keys, fetched_at=fetched_at,
-                                    changed_at=changed_at, sources=by_source, accepted_at=dict(self.accepted_at))
+            served = self.store.snapshot or self.store.standby
+            since = {kid: origin.since for kid, origin in served.origins.items()} if served else {}
+            await asyncio.to_thread(save_last_known_good, state_dir, keys, fetched_at=fetched_at, changed_at=changed_at,
+                                    sources=by_source, accepted_at=dict(self.accepted_at), since=since)
             self._persisted = (state_dir, dict(by_source))
         except StateError as exc:
             self.metrics.state_errors.labels("write").inc()

@@ -45,6 +45,7 @@ class LastKnownGood:
     sources: Mapping[str, KeySet] = field(default_factory=dict)  # each source's share, when recorded
     skipped: tuple[str, ...] = ()  # problems with a source's share, which is then left out
     accepted_at: Mapping[str, float] = field(default_factory=dict)  # each shared source's newest accepted fetch
+    since: Mapping[str, float] = field(default_factory=dict)  # when each kid was first served (the status page)
 
 
 def lkg_path(state_dir: Path) -> Path:
@@ -54,11 +55,14 @@ def lkg_path(state_dir: Path) -> Path:
 
 def save_last_known_good(state_dir: Path, keys: tuple[Mapping[str, Any], ...], *, fetched_at: float,
                          changed_at: float, sources: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-                         accepted_at: Mapping[str, float] | None = None) -> None:
+                         accepted_at: Mapping[str, float] | None = None,
+                         since: Mapping[str, float] | None = None) -> None:
     """Write atomically: a temp file in the same directory, fsync, rename, fsync the directory."""
     meta: dict[str, Any] = {"fetched_at": fetched_at, "changed_at": changed_at}
     if accepted_at:
         meta["accepted_at"] = dict(accepted_at)
+    if since:
+        meta["since"] = dict(since)
     if sources is not None:
         meta["sources"] = {name: {"keys": list(share)} for name, share in sources.items()}
     document = {META: meta, "keys": list(keys)}
@@ -140,25 +144,26 @@ def _last_known_good(path: Path, data: bytes, mtime: float, validation: Validati
             raise StateError(f"last-known-good file {str(path)!r} has {name} {value!r}, which is not a time "
                              f"between 0 and now ({now:.0f}) + {MAX_CLOCK_SKEW_S:g} s")
     sources, skipped = _read_shares(meta, validation)
-    accepted_at, bad_times = _read_accepted(meta, mtime)
+    accepted_at, bad_times = _read_times(meta, "accepted_at", "source", mtime, "before the file was written")
+    since, bad_since = _read_times(meta, "since", "kid", now, "before now")
     return LastKnownGood(keyset=keyset, fetched_at=fetched_at, changed_at=changed_at, sources=sources,
-                         skipped=skipped + bad_times, accepted_at=accepted_at)
+                         skipped=skipped + bad_times + bad_since, accepted_at=accepted_at, since=since)
 
 
-def _read_accepted(meta: Any, written_at: float) -> tuple[dict[str, float], tuple[str, ...]]:
-    """Each shared source's newest accepted fetch time; one that is not a time before the file was written is named."""
-    times = meta.get("accepted_at") if isinstance(meta, dict) else None
+def _read_times(meta: Any, member: str, what: str, latest: float,
+                expected: str) -> tuple[dict[str, float], tuple[str, ...]]:
+    """The times ``meta[member]`` maps names to; one that is not a time before ``latest`` (plus the skew) is named."""
+    times = meta.get(member) if isinstance(meta, dict) else None
     if not isinstance(times, dict):
         return {}, ()
-    accepted: dict[str, float] = {}
+    found: dict[str, float] = {}
     skipped: list[str] = []
     for name, at in times.items():
-        if isinstance(at, int | float) and not isinstance(at, bool) and 0 < at <= written_at + MAX_CLOCK_SKEW_S:
-            accepted[str(name)] = float(at)
+        if isinstance(at, int | float) and not isinstance(at, bool) and 0 < at <= latest + MAX_CLOCK_SKEW_S:
+            found[str(name)] = float(at)
         else:
-            skipped.append(f"source {str(name)!r}: accepted_at = {str(at)[:40]}: expected a time before the file "
-                           "was written")
-    return accepted, tuple(skipped)
+            skipped.append(f"{what} {str(name)!r}: {member} = {str(at)[:40]}: expected a time {expected}")
+    return found, tuple(skipped)
 
 
 def _read_shares(meta: Any, validation: ValidationConfig) -> tuple[dict[str, KeySet], tuple[str, ...]]:

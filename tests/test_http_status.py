@@ -169,3 +169,19 @@ async def test_registry_unreachable_shows_the_last_read_and_its_error(aiohttp_cl
     assert registry["read_at"] == clock.wall - CACHE_S
     _, _, page = await get(status, "/status")
     assert "Last read failed" in page and 'class="bar"' in page
+
+
+async def test_served_since_survives_a_restart_on_last_known_good(aiohttp_client: Any, own_moto: ThreadedMotoServer,
+                                                                  clock: FakeClock, tmp_path: Path) -> None:
+    """A daemon restarted with AWS down still says since when each kid has been served, from its state file."""
+    endpoint = endpoint_of(own_moto)
+    config = sm_config(endpoint, Secrets(endpoint).create(jwk_set(key(0))), state_dir=tmp_path)
+    first = await start(aiohttp_client, config, clock=clock)
+    served_at = clock.wall
+    await first.close()
+    own_moto.stop()
+    clock.advance(7200)
+    again = await side(aiohttp_client, await start(aiohttp_client, config, clock=clock))
+    doc = await (await again.get("/status.json")).json()
+    assert (doc["served"]["rung"], doc["served"]["keys"][0]["since"]) == ("last-known-good", served_at)
+    assert doc["served"]["keys"][0]["sources"] == ["last-known-good"]

@@ -112,3 +112,15 @@ def test_fallback_through_kubernetes_symlinks(tmp_path: Path) -> None:
     """A fallback file mounted as Kubernetes mounts a Secret (two symlinks deep) is read and validated."""
     path = kubernetes_mount(tmp_path / "secret", "fallback.json", jwk_set(*keys()).encode())
     assert asyncio.run(read_fallback(path, VALIDATION)).kids == ("lkg-0",)
+
+
+def test_since_times_read_back_and_bad_ones_named(tmp_path: Path) -> None:
+    """Each kid's first-served time comes back from the file; one that is not a past time is left out and named."""
+    save_last_known_good(tmp_path, keys(), fetched_at=NOW, changed_at=NOW, since={"lkg-0": NOW - 86400})
+    loaded = load_last_known_good(tmp_path, VALIDATION, now=NOW)
+    assert loaded is not None and (loaded.since, loaded.skipped) == ({"lkg-0": NOW - 86400}, ())
+    write_lkg(tmp_path, {"fetched_at": NOW, "changed_at": NOW, "since": {"lkg-0": "soon", "gone": 1e20}})
+    loaded = load_last_known_good(tmp_path, VALIDATION, now=NOW)
+    assert loaded is not None and loaded.since == {}
+    assert loaded.skipped == ("kid 'lkg-0': since = soon: expected a time before now",
+                              "kid 'gone': since = 1e+20: expected a time before now")
