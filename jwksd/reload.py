@@ -34,7 +34,7 @@ REFRESHING = frozenset({"sources", "refresh", "validation", "state"})
 def _differences(name: str, old: Any, new: Any) -> list[str]:
     """Dotted names of the settings that differ between two values of one section."""
     if is_dataclass(old) and is_dataclass(new) and type(old) is type(new):
-        return [f"{name}.{f.name}" for f in fields(old) if getattr(old, f.name) != getattr(new, f.name)]
+        return [f"{name}.{f.name}" for f in fields(old) if f.compare and getattr(old, f.name) != getattr(new, f.name)]
     return [name]
 
 

@@ -18,6 +18,7 @@ import structlog
 from jwksd.__main__ import main
 from jwksd.aws.registry import KeyRecord
 from jwksd.config import RotationConfig
+from jwksd.rotation.head import adopt_head
 from jwksd.rotation.keyring import Keyring, open_keyring
 from jwksd.rotation.registry import Registry
 from jwksd.rotation.rotate import iso
@@ -42,10 +43,12 @@ def rotation_config(endpoint: str, **overrides: Any) -> RotationConfig:
 @asynccontextmanager
 async def keyring(config: RotationConfig, *, create_table: bool = True, publish: bool = False
                   ) -> AsyncIterator[Keyring]:
-    """An open keyring on ``config``, its table created first."""
-    async with open_keyring(config, publish=publish) as ring:
+    """An open keyring on ``config``, its table created first with the head (the policy) in it, as init-table does."""
+    async with open_keyring(config, publish=publish) as opened:
+        ring = opened
         if create_table:
             await ring.registry.create_table()
+            ring, _ = await adopt_head(ring, origin="the test", write=True)
         yield ring
 
 

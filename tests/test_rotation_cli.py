@@ -39,7 +39,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_table_dry_run_and_list(rotator: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     """init-table is idempotent; --dry-run says what would change and changes nothing; list shows the keys."""
     path, table = rotator
-    assert run(capsys, "keys", "init-table", "--config", path) == (0, f"created: table {table}\n", "")
+    assert run(capsys, "keys", "init-table", "--config", path) == (0, (
+        f"created: table {table}\nstored the policy in {table}: rotate_every_s=2592000 publish_ahead_s=1500 "
+        "retire_grace_s=172800 max_token_lifetime_s=600 alg=ES256 key_spec=ECC_NIST_P256\n"), "")
     assert run(capsys, "keys", "init-table", "--config", path)[:2] == (0, f"exists already: table {table}\n")
     code, out, _ = run(capsys, "keys", "rotate", "--config", path, "--now", "2027-01-15T08:00:00Z", "--dry-run")
     assert (code, out) == (0, "would create v1 state=pending promotable_from=2027-01-15T08:25:00Z\n")

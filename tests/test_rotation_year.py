@@ -152,7 +152,9 @@ async def test_rotation_through_a_published_secret(aiohttp_client: Any, moto_end
     path = write_config(tmp_path / "rotator.toml", {
         "table": base.table, "key_spec": "RSA_2048", "alg": "RS256", "publish_secret_id": secret_id,
         "rotate_every_s": 10 * DAY, "retire_grace_s": GRACE_S, "deletion_window_days": 7})
-    assert (await cli(capsys, "keys", "init-table", "--config", path)) == (0, f"created: table {base.table}\n")
+    assert (await cli(capsys, "keys", "init-table", "--config", path)) == (0, (
+        f"created: table {base.table}\nstored the policy in {base.table}: rotate_every_s=864000 publish_ahead_s=1500 "
+        f"retire_grace_s={GRACE_S} max_token_lifetime_s=3600 alg=RS256 key_spec=RSA_2048\n"))
 
     async def step(at: int) -> list[str]:
         code, out = await cli(capsys, "keys", "rotate", "--config", path, "--clock-override", "--now", iso(at))

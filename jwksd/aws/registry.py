@@ -1,7 +1,9 @@
-"""The key registry's read side: its records, which of them are published, and their public JWKs.
+"""The key registry's read side: its head, its records, which of them are published, and their public JWKs.
 
-One DynamoDB item per key, keyed by ``version``. The ``dynamodb`` source and ``jwksd keys`` both
-read through :class:`RegistryReader`; the conditional writes are ``rotation/registry.py``'s. A KMS
+One DynamoDB item per key, keyed by ``version`` (1, 2, ...), and the head, ``version = 0``: the stored
+policy, the active and pending versions and a revision (``head.py``). The ``dynamodb`` source, the
+signer and ``jwksd keys`` read through :class:`RegistryReader`; the conditional writes are
+``rotation/registry.py``'s. A KMS
 key's public half comes from GetPublicKey (a DER SubjectPublicKeyInfo); a local key's is in its item.
 Every kid is the RFC 7638 thumbprint of its public JWK, checked on each read.
 """
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from jwksd.aws.head import HEAD_VERSION, RegistryHead, RegistryPolicy, head_from_item
 from jwksd.errors import RotationError
 from jwksd.validate.encoding import b64u_encode
 from jwksd.validate.jwk import thumbprint
@@ -26,6 +29,12 @@ if TYPE_CHECKING:
     from types_aiobotocore_kms import KMSClient
 
     from jwksd.aws import Client
+
+__all__ = [  # RegistryHead and RegistryPolicy (head.py) re-exported: the read API is this module's
+    "CURVES", "EXTERNAL", "PUBLISHED", "STATUSES", "KeyRecord", "RegistryHead", "RegistryPolicy", "RegistryReader",
+    "Status", "b64u_int", "check_kid", "from_item", "jwk_from_spki", "kms_public_jwk", "public_jwk", "published",
+    "to_item",
+]
 
 Status = Literal["pending", "active", "retired", "expired", "revoked", "external"]
 STATUSES: tuple[Status, ...] = ("pending", "active", "retired", "expired", "revoked", "external")
@@ -177,8 +186,26 @@ class RegistryReader:
         self.client = client
         self.table = table
 
+    async def head(self) -> RegistryHead | None:
+        """The head (policy, pointers, revision) from a strongly consistent GetItem; None before it was written."""
+        item = await self._get(HEAD_VERSION)
+        return None if item is None else head_from_item(item)
+
+    async def record(self, version: int) -> KeyRecord | None:
+        """One key's record from a strongly consistent GetItem; None when no item has that version."""
+        if version == HEAD_VERSION:
+            raise RotationError("bad_version", "registry version 0 is the head, not a key: read it with head()")
+        item = await self._get(version)
+        return None if item is None else from_item(item)
+
+    async def _get(self, version: int) -> Mapping[str, Any] | None:
+        key = {"version": {"N": str(version)}}
+        response = await self.client.call("GetItem", lambda client: client.get_item(
+            TableName=self.table, Key=key, ConsistentRead=True))
+        return response.get("Item")
+
     async def records(self) -> list[KeyRecord]:
-        """Every key, oldest first, from a strongly consistent scan (the table holds a few items a year)."""
+        """Every key (not the head), oldest first, from a strongly consistent scan (a few items a year)."""
         items: list[Mapping[str, Any]] = []
         start: Mapping[str, Any] | None = None
         while True:
@@ -187,7 +214,8 @@ class RegistryReader:
             if "LastEvaluatedKey" not in response:
                 break
             start = response["LastEvaluatedKey"]
-        return sorted((from_item(item) for item in items), key=lambda r: r.version)
+        keys = (item for item in items if item.get("version", {}).get("N") != str(HEAD_VERSION))
+        return sorted((from_item(item) for item in keys), key=lambda r: r.version)
 
     async def _page(self, start: Mapping[str, Any] | None) -> ScanOutputTypeDef:
         params: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}

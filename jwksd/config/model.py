@@ -255,6 +255,9 @@ class RotationConfig:
     connect_timeout_s: float = field(default=5.0, metadata=about(
         "per AWS call attempt; throttling, 5xx and network errors get 3 attempts", high=60))
     read_timeout_s: float = field(default=10.0, metadata=about("per AWS call attempt", high=120))
+    # The keys the [rotation] table set, not defaulted: a policy value it leaves out follows the registry's
+    # stored policy, one it sets must agree with it (rotation/head.py). Not a setting of its own.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,10 @@ class Section:
         values = {s.name: self.read(s) for s in declared(cls, self.name) if s.name not in given}
         return cls(**values, **given)
 
+    def given(self) -> frozenset[str]:
+        """The keys the table sets (the file's, or the environment's laid over it), as opposed to defaults."""
+        return frozenset(key for key in self.table if isinstance(key, str))
+
     def check_unknown(self) -> None:
         for key in sorted(set(self.table) - self.used):
             self.problems.append(f"{self.name}.{key}: unknown key")

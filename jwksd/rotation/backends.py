@@ -22,8 +22,8 @@ class Backend(Protocol):
 
     name: str
 
-    async def create(self, version: int) -> NewKey:
-        """Make a key pair for registry ``version``."""
+    async def create(self, version: int, *, key_spec: str, alg: str) -> NewKey:
+        """Make a ``key_spec`` key pair for registry ``version``, its JWK for ``alg`` (the registry's policy)."""
         ...
 
     async def public_jwk(self, record: KeyRecord) -> dict[str, Any]:

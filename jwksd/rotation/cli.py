@@ -1,7 +1,9 @@
-"""``jwksd keys ...``: init-table, rotate, promote, revoke, gc, list, publish, sign. Parsing here; work elsewhere.
+"""``jwksd keys ...``: init-table, rotate, promote, revoke, gc, list, publish, sign, policy. Parsing here.
 
 Each command reads only the [rotation] section (and [refresh], which its policy is checked
-against), so a rotator host needs no [source]. Change lines go to stdout, logs to stderr.
+against), so a rotator host needs no [source]. Every command that acts or signs runs on the policy
+stored in the registry's head and refuses a file that sets a different value (exit 2); those that
+write the registry store the head first when it has none. Change lines go to stdout, logs to stderr.
 Exit codes: 0 done, 1 failed (an expiry that failed, the rest of the step done, counts) or held back
 by --verify-url, 2 bad usage or configuration. Changing commands first check the clock against AWS's.
 """
@@ -23,6 +25,9 @@ from jwksd.errors import AwsError, ConfigError, RotationError
 from jwksd.rotation.external import REFUSE, Migration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Commands that write the registry (and so store the head when it has none), and those that only read it.
+WRITING = ("init-table", "rotate", "promote", "revoke", "publish")
+ON_POLICY = (*WRITING, "gc", "sign")
 
 
 def add_keys_parser(commands: Any) -> None:
@@ -35,7 +40,9 @@ def add_keys_parser(commands: Any) -> None:
         parser.add_argument("--config", help="TOML config file with a [rotation] section (default: $JWKSD_CONFIG)")
         return parser
 
-    command("init-table", "create the DynamoDB registry table (config/jwksd-keys-table.json)")
+    command("init-table", "create the DynamoDB registry table (config/jwksd-keys-table.json), store the policy")
+    policy = command("policy", "the policy stored in the registry beside this file's")
+    policy.add_argument("--apply", action="store_true", help="store the values this file sets (checked first)")
     rotate = command("rotate", "one idempotent step of the key lifecycle")
     rotate.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
     rotate.add_argument("--verify-url", action="append", default=[], metavar="URL",
@@ -139,7 +146,10 @@ def run_keys(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     configure_logging(config.log.level, config.log.format, stream=sys.stderr)
     try:
-        return asyncio.run(_run(args, rotation, now, claims, config.refresh.max_age_s, migration=migration))
+        return asyncio.run(_run(args, config, rotation, now, claims, migration=migration))
+    except ConfigError as exc:  # the file disagrees with the registry's stored policy
+        print(f"jwksd keys {args.keys_command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (RotationError, AwsError) as exc:
         print(f"jwksd keys {args.keys_command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -155,26 +165,36 @@ def _claims(text: str) -> dict[str, Any]:
     return claims
 
 
-async def _run(args: argparse.Namespace, config: RotationConfig, now: int, claims: dict[str, Any],
-               max_age_s: float, *, migration: Migration) -> int:
+async def _run(args: argparse.Namespace, whole: Config, config: RotationConfig, now: int,
+               claims: dict[str, Any], *, migration: Migration) -> int:
     from jwksd.rotation.clock import check_clock
     from jwksd.rotation.gc import collect
+    from jwksd.rotation.head import adopt_head, policy_lines
     from jwksd.rotation.incident import promote_now, revoke
     from jwksd.rotation.keyring import open_keyring
     from jwksd.rotation.sign import sign_jwt
 
-    command = args.keys_command
+    command, max_age_s = args.keys_command, whole.refresh.max_age_s
+    origin = str(whole.path) if whole.path else "the environment"
     secret_id = getattr(args, "secret_id", None) or config.publish_secret_id
     if command == "publish" and not secret_id:
         print("jwksd keys publish: expected --secret-id or rotation.publish_secret_id", file=sys.stderr)
         return EXIT_USAGE
-    async with open_keyring(config, publish=command == "publish") as ring:  # local gc: the backend's client
+    async with open_keyring(config, publish=command == "publish") as opened:  # local gc: the backend's client
+        ring = opened
         if (command in ("rotate", "promote", "revoke") and not getattr(args, "dry_run", False)) or (
                 command == "gc" and args.apply):
             await check_clock(ring)
         if command == "init-table":
             created = await ring.registry.create_table()
-            print(f"{'created' if created else 'exists already'}: table {config.table}")
+            print(f"{'created' if created else 'exists already'}: table {config.table}", flush=True)
+        if command in ON_POLICY:
+            writes = command in WRITING and not getattr(args, "dry_run", False)
+            ring, lines = await adopt_head(ring, origin=origin, refresh=whole.refresh, write=writes)
+            if lines:
+                print("\n".join(lines), flush=True)
+        if command == "policy":
+            print("\n".join(await policy_lines(ring, origin=origin, refresh=whole.refresh, apply=args.apply)))
         elif command == "rotate":
             return await _rotate(ring, args, now, migration)
         elif command in ("promote", "revoke"):

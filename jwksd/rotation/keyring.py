@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jwksd import aws
-from jwksd.aws.registry import EXTERNAL, KeyRecord
+from jwksd.aws.registry import EXTERNAL, KeyRecord, RegistryHead
 from jwksd.aws.retry import Retries
 from jwksd.config import RotationConfig
 from jwksd.errors import RotationError
@@ -26,16 +26,21 @@ RETRIES = Retries(max_retries=2, retry_base_s=1.0, retry_cap_s=20.0)
 
 @dataclass(frozen=True)
 class Keyring:
-    """The registry, the key backend, and a Secrets Manager client when one is needed."""
+    """The registry, the key backend, and a Secrets Manager client when one is needed.
+
+    Once the head is adopted (``head.adopt_head``), ``config`` carries the registry's stored policy.
+    """
 
     config: RotationConfig
     registry: Registry
     backend: Backend
     secrets: aws.Client[SecretsManagerClient] | None
+    head: RegistryHead | None = None  # as read when the command started; None before it was adopted
 
     @property
     def policy(self) -> Policy:
-        return Policy.of(self.config)
+        """The lifecycle's durations: the registry's stored policy once the head is adopted."""
+        return Policy.of(self.head.policy if self.head is not None else self.config)
 
     def backend_for(self, record: KeyRecord) -> Backend:
         """The backend that holds ``record``'s key: a rotator configured for another one must not touch it.

@@ -32,8 +32,8 @@ class KmsBackend:
         self.kms = kms
         self.config = config
 
-    async def create(self, version: int) -> NewKey:
-        spec = cast("KeySpecType", self.config.key_spec)  # a key of KEY_SPEC_ALGS, checked by the config reader
+    async def create(self, version: int, *, key_spec: str, alg: str) -> NewKey:
+        spec = cast("KeySpecType", key_spec)  # a key of KEY_SPEC_ALGS, checked by the config reader
         response = await self.kms.call("CreateKey", lambda kms: kms.create_key(
             KeySpec=spec, KeyUsage="SIGN_VERIFY",
             Description=f"jwksd signing key, version {version} of registry {self.config.table}",
@@ -41,7 +41,7 @@ class KmsBackend:
                   {"TagKey": "jwksd-version", "TagValue": str(version)}]))
         arn = str(response["KeyMetadata"]["Arn"])
         try:
-            jwk = await kms_public_jwk(self.kms, arn, self.config.alg)
+            jwk = await kms_public_jwk(self.kms, arn, alg)
             await self.kms.call("TagResource", lambda kms: kms.tag_resource(
                 KeyId=arn, Tags=[{"TagKey": "jwksd-kid", "TagValue": jwk["kid"]}]))
         except JwksdError:

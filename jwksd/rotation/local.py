@@ -34,9 +34,9 @@ class LocalBackend:
         self.secrets = secrets
         self.config = config
 
-    async def create(self, version: int) -> NewKey:
-        private = await asyncio.to_thread(generate, self.config.key_spec)  # RSA generation takes a while
-        secret = private_jwk(private, self.config.alg)
+    async def create(self, version: int, *, key_spec: str, alg: str) -> NewKey:
+        private = await asyncio.to_thread(generate, key_spec)  # RSA generation takes a while
+        secret = private_jwk(private, alg)
         public = {name: secret[name] for name in PUBLIC_MEMBERS if name in secret}
         response = await self.secrets.call("CreateSecret", lambda secrets: secrets.create_secret(
             Name=f"{self.config.private_secret_prefix}/{public['kid']}", SecretString=json.dumps(secret),

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from jwksd.aws.registry import KeyRecord, Status
+from jwksd.aws.registry import KeyRecord, RegistryPolicy, Status
 from jwksd.config import RotationConfig
 
 
@@ -26,8 +26,8 @@ class Policy:
     retire_grace_s: int
 
     @classmethod
-    def of(cls, config: RotationConfig) -> Policy:
-        return cls(config.rotate_every_s, config.publish_ahead_s, config.retire_grace_s)
+    def of(cls, policy: RotationConfig | RegistryPolicy) -> Policy:
+        return cls(policy.rotate_every_s, policy.publish_ahead_s, policy.retire_grace_s)
 
 
 @dataclass(frozen=True)

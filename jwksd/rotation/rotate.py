@@ -143,7 +143,7 @@ async def create_key(ring: Keyring, version: int, now: int, result: StepResult, 
     if dry_run:
         result.say("would create", version, state="pending", promotable_from=ready)
         return
-    new = await ring.backend.create(version)
+    new = await ring.backend.create(version, key_spec=ring.config.key_spec, alg=ring.config.alg)
     record = KeyRecord(version=version, kid=new.jwk["kid"], status="pending", backend=ring.backend.name,
                        key_ref=new.key_ref, alg=ring.config.alg, key_spec=ring.config.key_spec, created=now,
                        publish_from=now, public_jwk=new.jwk if new.store_public else None,
