@@ -114,8 +114,8 @@ class Rotator:
         out, err = self.capsys.readouterr()
         return code, out, err
 
-    def published_kids(self) -> list[str]:
-        content = self.secrets.client.get_secret_value(SecretId=self.secret_id)["SecretString"]
+    def published_kids(self, stage: str = "AWSCURRENT") -> list[str]:
+        content = self.secrets.client.get_secret_value(SecretId=self.secret_id, VersionStage=stage)["SecretString"]
         return [key["kid"] for key in json.loads(content)["keys"]]
 
     def rows(self) -> list[dict[str, Any]]:

@@ -128,7 +128,9 @@ def test_replace_drops_unknown_keys_and_says_which(rotator: Rotator) -> None:
     assert code == 0 and out.splitlines()[1:3] == [
         f"replaced: {rotator.secret_id} no longer holds legacy-1, legacy-2",
         f"published 1 keys to {rotator.secret_id}: {v1['kid']}"]
-    assert rotator.published_kids() == [v1["kid"]]
+    assert out.splitlines()[3] == (f"published again: the AWSPREVIOUS of {rotator.secret_id} held legacy-1, "
+                                   "legacy-2, which daemons reading that stage would keep serving")
+    assert rotator.published_kids() == rotator.published_kids("AWSPREVIOUS") == [v1["kid"]]
     assert not verifies(legacy_token(), secret_document(rotator))
     assert [r["status"] for r in rotator.rows()] == ["pending"]
     assert rotator.run("publish")[1] == f"unchanged: {rotator.secret_id} already holds the 1 published keys\n"

@@ -52,7 +52,9 @@ def test_revoke_the_active_key(rotator: Rotator, moto_endpoint: str) -> None:
                                     f"promotable_from={iso(at + P)}",
                                     f"disabled v1 kid={v1['kid']} deletion_in_days=30"]
     assert out.splitlines()[4] == f"published 2 keys to {rotator.secret_id}: {v3['kid']},{v2['kid']}"
-    assert rotator.published_kids() == [v3["kid"], v2["kid"]]
+    assert rotator.published_kids() == rotator.published_kids("AWSPREVIOUS") == [v3["kid"], v2["kid"]]
+    assert out.splitlines()[5] == (f"published again: the AWSPREVIOUS of {rotator.secret_id} held {v1['kid']}, "
+                                   "which daemons reading that stage would keep serving")
     assert [(r["version"], r["status"], r["revoked"]) for r in rows] == [
         (1, "revoked", iso(at)), (2, "active", "-"), (3, "pending", "-")]
     assert key_state(moto_endpoint, v1["key_ref"]) == "PendingDeletion"

@@ -57,22 +57,47 @@ async def publish(ring: Keyring, secret_id: str, *, now: int | None = None,
             Description=f"jwksd: the published keys of registry {ring.config.table}"))
         return f"published {len(keys)} keys to new secret {secret_id}: {_kids(keys)}"
     content = current.get("SecretString")
-    lines = []
+    lines: list[str] = []
+    gone = {record.kid for record in records if record.status == "revoked"}
     found = foreign(content, records)
     if found:
         lines = await _migrate(ring, secret_id, found, records, now=int(time.time()) if now is None else now,
                                migration=migration)
         keys = [await _public(ring, record) for record in published(await ring.registry.records())]
-    document = {"keys": keys}
+        gone |= {key["kid"] for key in found.keys} if migration.replace else set()
+    text = json.dumps({"keys": keys})
     try:
-        unchanged = json.loads(content or "null") == document
+        unchanged = json.loads(content or "null") == {"keys": keys}
     except ValueError:
         unchanged = False
     if unchanged:
-        return f"unchanged: {secret_id} already holds the {len(keys)} published keys"
-    await secrets.call("PutSecretValue", lambda sm: sm.put_secret_value(SecretId=secret_id,
-                                                                        SecretString=json.dumps(document)))
-    return "\n".join([*lines, f"published {len(keys)} keys to {secret_id}: {_kids(keys)}"])
+        lines.append(f"unchanged: {secret_id} already holds the {len(keys)} published keys")
+    else:
+        await secrets.call("PutSecretValue", lambda sm: sm.put_secret_value(SecretId=secret_id, SecretString=text))
+        lines.append(f"published {len(keys)} keys to {secret_id}: {_kids(keys)}")
+    return "\n".join([*lines, *await _flush_previous(ring, secret_id, text, gone)])
+
+
+async def _flush_previous(ring: Keyring, secret_id: str, text: str, gone: set[str]) -> list[str]:
+    """Write ``text`` once more when AWSPREVIOUS holds a revoked or replaced kid: daemons read that stage too
+    (the default ``version_stages``), and would keep serving it until the publish after."""
+    if not gone or ring.secrets is None:
+        return []
+    secrets = ring.secrets
+    try:
+        previous = await secrets.call("GetSecretValue", lambda sm: sm.get_secret_value(
+            SecretId=secret_id, VersionStage="AWSPREVIOUS"))
+    except AwsError as exc:
+        if exc.code == "ResourceNotFoundException":
+            return []  # no previous version
+        raise
+    held = sorted(gone & {key["kid"] for key in foreign(previous.get("SecretString"), ()).keys})
+    if not held:
+        return []
+    await secrets.call("PutSecretValue", lambda sm: sm.put_secret_value(SecretId=secret_id, SecretString=text))
+    log.warning("key_flushed_from_previous", secret_id=secret_id, kids=held)
+    return [f"published again: the AWSPREVIOUS of {secret_id} held {', '.join(held)}, which daemons reading "
+            "that stage would keep serving"]
 
 
 def _kids(keys: Sequence[dict[str, Any]]) -> str:
