@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import platform
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from jwksd import __version__
 from jwksd.config import RefreshConfig
@@ -70,6 +72,45 @@ class RequestStats:
         yield durations
 
 
+@dataclass(frozen=True)
+class RegistryTimes:
+    """A key registry's lifecycle times as a ``dynamodb`` source last read them (unix seconds; None: there is none)."""
+
+    active_since: int | None  # when the active key was activated
+    next_published_since: int | None  # when the next (pending) key's publish was first confirmed
+    next_due: int | None  # when the next lifecycle change falls due, by the policy in the registry head
+
+
+class RotationGauges:
+    """``jwksd_rotation_*`` of each ``dynamodb`` source, computed from its last read when scraped, so they move.
+
+    A series is left out while its time is unknown: no active key, no confirmed next key, no head (policy).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.times: dict[str, RegistryTimes] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        now = self.clock()
+        active = GaugeMetricFamily("jwksd_rotation_active_key_age_seconds", "Seconds since the registry's active "
+                                   "key was activated (dynamodb source).", labels=["source"])
+        following = GaugeMetricFamily("jwksd_rotation_next_key_published_age_seconds", "Seconds since the "
+                                      "registry's next (pending) key was first confirmed published (dynamodb "
+                                      "source).", labels=["source"])
+        due = GaugeMetricFamily("jwksd_rotation_next_due_in_seconds", "Seconds until the registry's next "
+                                "lifecycle change falls due by the policy in its head; negative while it is "
+                                "overdue (dynamodb source).", labels=["source"])
+        for source, times in sorted(list(self.times.items())):
+            if times.active_since is not None:
+                active.add_metric([source], now - times.active_since)
+            if times.next_published_since is not None:
+                following.add_metric([source], now - times.next_published_since)
+            if times.next_due is not None:
+                due.add_metric([source], times.next_due - now)
+        yield from (active, following, due)
+
+
 class Metrics:
     """Every metric jwksd exports; one instance per daemon (and per test)."""
 
@@ -78,6 +119,8 @@ class Metrics:
         r = self.registry
         self.http = RequestStats(REQUEST_BUCKETS_S)
         r.register(self.http)
+        self.rotation = RotationGauges()
+        r.register(self.rotation)
         self.refreshes = Counter("jwksd_refreshes", "Refreshes by source and outcome.",
                                  ["source", "outcome"], registry=r)
         self.refresh_duration = Histogram("jwksd_refresh_duration_seconds", "Time a refresh took, fetch included.",

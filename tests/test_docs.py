@@ -203,3 +203,13 @@ def test_checker_finds_each_kind_of_mistake() -> None:
         "docs/synthetic.md:38: not json: Expecting property name enclosed in double quotes: line 1 column 13 (char 12)",
         "docs/synthetic.md:42: not yaml: while parsing a flow sequence",
     ]
+
+
+def test_every_metric_is_documented() -> None:
+    """Each metric a daemon exports is named in docs/ (operations.md's table, or the page of its feature)."""
+    from jwksd.metrics import Metrics
+
+    text = "".join(path.read_text() for path in DOCS)
+    missing = [family.name for family in Metrics().registry.collect()
+               if not re.search(rf"\b{family.name}(_total|_info)?\b", text)]
+    assert missing == []

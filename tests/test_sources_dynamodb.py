@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -13,8 +16,11 @@ from jwksd.rotation.policy import single
 from jwksd.rotation.rotate import rotate
 from tests.conftest import REGION, endpoint_of
 from tests.daemon_helpers import get_jwks, kids_of, refresh_now, start
+from tests.daemon_process import Daemon
 from tests.rotation_helpers import DAY, T0, keyring, rotation_config
 from tests.test_http_app import metric
+
+P = 1500  # publish_ahead_s with the serving side's defaults
 
 
 def daemon_config(endpoint: str, table: str) -> Config:
@@ -83,3 +89,30 @@ async def test_bad_registry_keeps_the_last_good_set(aiohttp_client: Any, own_mot
     assert metric(client, "jwksd_refreshes_total", source="dynamodb", outcome="fetch_error") == 2
     assert metric(client, "jwksd_aws_calls_total", operation="Scan", code="network") == 1
     assert (await get_jwks(client))[2] == before
+
+
+async def test_rotation_gauges_of_a_real_daemon(moto_endpoint: str, tmp_path: Path) -> None:
+    """A `jwksd serve` on the registry exports the active key's age, the next key's and the (overdue) next due."""
+    config = rotation_config(moto_endpoint, rotate_every_s=10 * DAY)  # the head stores this policy
+    now = int(time.time())
+    start_at = now - 12 * DAY
+    async with keyring(config) as ring:
+        await rotate(ring, start_at)
+        await rotate(ring, start_at + P)  # v1 active, v2 published since then; v1 due at + 10 days: 2 days ago
+    daemon = await asyncio.to_thread(Daemon.from_toml, tmp_path, {
+        "source": {"kind": "dynamodb", "table": config.table, "endpoint_url": moto_endpoint,
+                   "kms_endpoint_url": moto_endpoint, "read_timeout_s": 2.0},
+        "refresh": {"interval_s": 3600, "max_age_s": 3600}})
+    try:
+        before = time.time()
+        found = {name: daemon.metric(name, source="dynamodb") for name in (
+            "jwksd_rotation_active_key_age_seconds", "jwksd_rotation_next_key_published_age_seconds",
+            "jwksd_rotation_next_due_in_seconds")}
+        after = time.time()
+    finally:
+        daemon.stop()
+    activated = start_at + P  # v1's activation, and v2's confirmed publish
+    assert before - activated <= found["jwksd_rotation_active_key_age_seconds"] <= after - activated
+    assert before - activated <= found["jwksd_rotation_next_key_published_age_seconds"] <= after - activated
+    due = activated + 10 * DAY
+    assert due - after <= found["jwksd_rotation_next_due_in_seconds"] <= due - before < -DAY

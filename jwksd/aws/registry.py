@@ -206,6 +206,10 @@ class RegistryReader:
 
     async def records(self) -> list[KeyRecord]:
         """Every key (not the head), oldest first, from a strongly consistent scan (a few items a year)."""
+        return (await self.scan())[1]
+
+    async def scan(self) -> tuple[RegistryHead | None, list[KeyRecord]]:
+        """The head (None before it was written) and every key, oldest first, from one strongly consistent scan."""
         items: list[Mapping[str, Any]] = []
         start: Mapping[str, Any] | None = None
         while True:
@@ -214,8 +218,10 @@ class RegistryReader:
             if "LastEvaluatedKey" not in response:
                 break
             start = response["LastEvaluatedKey"]
+        heads = [item for item in items if item.get("version", {}).get("N") == str(HEAD_VERSION)]
         keys = (item for item in items if item.get("version", {}).get("N") != str(HEAD_VERSION))
-        return sorted((from_item(item) for item in keys), key=lambda r: r.version)
+        return (head_from_item(heads[0]) if heads else None,
+                sorted((from_item(item) for item in keys), key=lambda r: r.version))
 
     async def _page(self, start: Mapping[str, Any] | None) -> ScanOutputTypeDef:
         params: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}

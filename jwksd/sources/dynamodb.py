@@ -3,7 +3,8 @@
 Public keys of KMS keys are fetched with GetPublicKey once per kid and kept in memory (they never
 change); local-backend keys carry their public JWK in the item. A registry or KMS failure fails
 the fetch, so the last good set stays served. A retired key whose KMS key is already being deleted
-is left out: the rotator is in the middle of expiring it.
+is left out: the rotator is in the middle of expiring it. The same Scan returns the head: each
+fetch hands the registry's times to the ``jwksd_rotation_*`` gauges (``metrics.RotationGauges``).
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from jwksd import aws
-from jwksd.aws.registry import KeyRecord, RegistryReader, check_kid, kms_public_jwk, published
+from jwksd.aws.registry import KeyRecord, RegistryHead, RegistryReader, check_kid, kms_public_jwk, published
 from jwksd.aws.retry import NO_RETRIES
 from jwksd.config import DynamoDBSourceConfig
 from jwksd.errors import AwsError, RotationError, SourceError
-from jwksd.metrics import Metrics
+from jwksd.metrics import Metrics, RegistryTimes
+from jwksd.rotation.policy import Policy, plan, single
 from jwksd.sources import Document, Fetch
 
 if TYPE_CHECKING:
@@ -37,8 +40,9 @@ class DynamoDBSource:
     """Reads one registry table; asks KMS only for kids it has not seen."""
 
     def __init__(self, config: DynamoDBSourceConfig, registry: RegistryReader, kms: aws.Client[KMSClient],
-                 stack: AsyncExitStack) -> None:
+                 stack: AsyncExitStack, metrics: Metrics) -> None:
         self.name = config.name
+        self.metrics = metrics
         self.config = config
         self.registry = registry
         self._kms = kms
@@ -58,7 +62,7 @@ class DynamoDBSource:
         except AwsError as exc:
             await stack.aclose()
             raise SourceError(exc.code, exc.message, retryable=False) from exc
-        return cls(config, RegistryReader(dynamodb, config.table), kms, stack)
+        return cls(config, RegistryReader(dynamodb, config.table), kms, stack, metrics)
 
     @staticmethod
     def _endpoint(config: DynamoDBSourceConfig, url: str | None) -> aws.Endpoint:
@@ -66,8 +70,9 @@ class DynamoDBSource:
 
     async def fetch(self) -> Fetch:
         try:
-            every = await self.registry.records()
+            head, every = await self.registry.scan()
             self.last_read = (time.time(), tuple(every))
+            self.metrics.rotation.times[self.name] = registry_times(every, head)
             records = published(every)
             keys = [jwk for jwk in [await self._jwk(record) for record in records] if jwk is not None]
         except (AwsError, RotationError) as exc:
@@ -77,6 +82,10 @@ class DynamoDBSource:
         state = ",".join(f"{r.version}:{r.status}" for r in records)
         return Fetch((Document(label=self.config.table, content=content, required=True,
                                version=hashlib.sha256(state.encode()).hexdigest()[:16]),))
+
+    async def close(self) -> None:
+        self.metrics.rotation.times.pop(self.name, None)  # a source removed by a reload leaves no series behind
+        await self._stack.aclose()
 
     async def _jwk(self, record: KeyRecord) -> dict[str, Any] | None:
         if record.public_jwk is not None:
@@ -92,5 +101,10 @@ class DynamoDBSource:
             self._public[record.kid] = check_kid(jwk, record)
         return self._public[record.kid]
 
-    async def close(self) -> None:
-        await self._stack.aclose()
+
+def registry_times(records: Sequence[KeyRecord], head: RegistryHead | None) -> RegistryTimes:
+    """The times the rotation gauges are computed from; the next due change by the head's policy (none without)."""
+    active, pending = single(records, "active"), single(records, "pending")
+    due = None if head is None else plan(records, int(time.time()), Policy.of(head.policy)).next_due
+    return RegistryTimes(active_since=None if active is None else active.activated,
+                         next_published_since=None if pending is None else pending.first_published, next_due=due)
