@@ -50,6 +50,8 @@ class FaultProxy:
         self.upstream = upstream
         self.fault: str | None = None
         self.message: str | None = None  # the AWS error's own text; "injected <type>" when None
+        # When set, only requests for these operations (X-Amz-Target's action) get the fault; the rest pass.
+        self.operations: frozenset[str] = frozenset()
         self.latency_s = latency_s  # beyond jwksd's read timeout, then forwarded
         self.endless_s = endless_s  # how long an endless response trickles before the proxy gives up
         self.attempts: list[Attempt] = []
@@ -83,6 +85,9 @@ class FaultProxy:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         fault = self.fault
+        action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        if self.operations and action not in self.operations:
+            fault = None
         self.attempts.append(Attempt(time.monotonic(), _stage_of(body), fault))
         if fault is None:
             return await self._forward(request, body)

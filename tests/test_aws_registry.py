@@ -47,6 +47,9 @@ def test_item_round_trip() -> None:
     assert from_item(item) == RECORD
     bare = replace(RECORD, status="pending", activated=None, retired=None, expires=None, public_jwk=None)
     assert from_item(to_item(bare)) == bare
+    made = replace(RECORD, creation_id="5f0c9e2b7d6a4e1f8a3b2c1d0e9f8a7b")
+    assert to_item(made)["creation_id"] == {"S": made.creation_id} and from_item(to_item(made)) == made
+    assert "creation_id" not in item
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -59,6 +62,7 @@ def test_item_round_trip() -> None:
     ({"publish_from": None}, "registry item version 3: created and publish_from are required"),
     ({"activated": {"N": "soon"}}, "registry item version 3: activated is not a whole number"),
     ({"public_jwk": {"S": "{"}}, "registry item version 3: public_jwk is not JSON"),
+    ({"creation_id": {"N": "7"}}, "registry item version 3: creation_id is not a string"),
 ])
 def test_bad_items_are_named(change: dict[str, Any], message: str) -> None:
     """An item no rotator wrote is refused with the version and the attribute that is wrong."""

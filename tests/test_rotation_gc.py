@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,14 @@ import structlog
 
 from jwksd.__main__ import main
 from jwksd.aws.registry import KeyRecord
-from jwksd.errors import AwsError
-from jwksd.rotation.registry import Registry
-from jwksd.rotation.rotate import iso, rotate
-from tests.rotation_helpers import key_state, keyring, rotation_config
+from jwksd.rotation.backends import CREATION_ID_TAG
+from jwksd.rotation.gc import collect
+from jwksd.rotation.keyring import open_keyring
+from jwksd.rotation.rotate import iso
+from tests.fault_proxy import start_proxy
+from tests.rotation_helpers import key_state, keyring, kms_client, rotation_config
+
+DENIED = "User: arn:aws:iam::123456789012:user/rotator is not authorized to perform: dynamodb:PutItem"
 
 
 @pytest.fixture(autouse=True)
@@ -26,47 +29,78 @@ def reset_logging() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-class DeniedRegistry(Registry):
-    """A registry whose PutItem is denied, as IAM would deny it (moto here does not enforce IAM)."""
-
-    async def add(self, record: KeyRecord) -> None:
-        raise AwsError("PutItem", "AccessDeniedException", "not authorized to perform dynamodb:PutItem",
-                       retryable=False, status=400)
+def creation_id_of(endpoint: str, key_ref: str) -> str | None:
+    tags = kms_client(endpoint).list_resource_tags(KeyId=key_ref)["Tags"]
+    return next((tag["TagValue"] for tag in tags if tag["TagKey"] == CREATION_ID_TAG), None)
 
 
-async def test_orphans_of_a_denied_put_item_are_found_and_cleaned(moto_endpoint: str, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str],
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A key made before a denied PutItem is listed (not while under an hour old), and --apply deletes only it."""
+async def test_orphans_of_a_denied_registry_write_are_found_and_cleaned(moto_endpoint: str, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key made by a rotate whose registry write DynamoDB denied is listed by its creation id, and --apply
+    deletes only it."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     config = rotation_config(moto_endpoint)
-    now = int(time.time())
-    async with keyring(config) as ring:
-        with pytest.raises(AwsError, match="AccessDeniedException"):
-            await rotate(replace(ring, registry=DeniedRegistry(ring.registry.client, config.table)), now)
-        await rotate(ring, now)
-        (live,) = await ring.registry.records()
+    proxy = await start_proxy(moto_endpoint)  # between the rotator and DynamoDB; KMS is reached directly
     path = tmp_path / "rotate.toml"
-    path.write_text(f'[rotation]\ntable = "{config.table}"\nkey_spec = "ECC_NIST_P256"\n')
+    path.write_text(f'[rotation]\ntable = "{config.table}"\nkey_spec = "ECC_NIST_P256"\n'
+                    f'dynamodb_endpoint_url = "{proxy.url}"\n')
 
-    async def gc(*argv: str) -> tuple[int, list[str]]:
+    async def cli(*argv: str) -> tuple[int, list[str], str]:
         capsys.readouterr()
-        code = await asyncio.to_thread(main, ["keys", "gc", "--config", str(path), *argv])
+        code = await asyncio.to_thread(main, ["keys", *argv, "--config", str(path)])
         structlog.reset_defaults()
-        return code, capsys.readouterr().out.splitlines()
+        out, err = capsys.readouterr()
+        return code, out.splitlines(), err
 
-    code, lines = await gc()
-    assert code == 0 and len(lines) == 1 and lines[0].startswith("too recent: arn:aws:kms:")
-    orphan = lines[0].split()[2]
-    assert orphan != live.key_ref and lines[0].endswith("(a rotate may still be recording it)")
-    later = iso(now + 7200)
-    code, lines = await gc("--now", later)
-    assert (code, len(lines)) == (0, 1)
-    assert lines[0].startswith(f"orphan: {orphan} created=") and lines[0].endswith("(--apply schedules its deletion)")
-    assert key_state(moto_endpoint, orphan) == "Enabled"
-    code, lines = await gc("--apply", "--now", later, "--clock-override")
-    assert (code, len(lines)) == (0, 1) and lines[0].startswith(f"deleted orphan: {orphan} created=")
-    assert lines[0].endswith("deletion_in_days=30")
-    assert key_state(moto_endpoint, orphan) == "PendingDeletion" and key_state(moto_endpoint, live.key_ref) == "Enabled"
-    code, lines = await gc("--now", later)
-    assert (code, lines) == (0, [f"no orphans: every kms key tagged jwksd-table={config.table} is in the registry"])
+    try:
+        assert (await cli("init-table"))[0] == 0
+        proxy.fault, proxy.message, proxy.operations = "access_denied", DENIED, frozenset({"TransactWriteItems"})
+        code, lines, err = await cli("rotate")
+        assert (code, lines) == (1, [])
+        assert err.endswith(f"jwksd keys rotate: AccessDeniedException: TransactWriteItems: {DENIED}\n")
+        proxy.fault = None
+        assert (await cli("rotate"))[0] == 0
+        now = int(time.time())
+        async with open_keyring(config) as ring:
+            (live,) = await ring.registry.records()
+        assert live.creation_id is not None and creation_id_of(moto_endpoint, live.key_ref) == live.creation_id
+
+        code, lines, _ = await cli("gc")
+        assert code == 0 and len(lines) == 1 and lines[0].startswith("too recent: arn:aws:kms:")
+        orphan = lines[0].split()[2]
+        assert orphan != live.key_ref and lines[0].endswith("(a rotate may still be recording it)")
+        assert creation_id_of(moto_endpoint, orphan) not in (None, live.creation_id)
+        later = iso(now + 7200)
+        code, lines, _ = await cli("gc", "--now", later)
+        assert (code, len(lines)) == (0, 1)
+        assert lines[0].startswith(f"orphan: {orphan} created=") and lines[0].endswith(
+            "(--apply schedules its deletion)")
+        assert key_state(moto_endpoint, orphan) == "Enabled"
+        code, lines, _ = await cli("gc", "--apply", "--now", later, "--clock-override")
+        assert (code, len(lines)) == (0, 1) and lines[0].startswith(f"deleted orphan: {orphan} created=")
+        assert lines[0].endswith("deletion_in_days=30")
+        assert key_state(moto_endpoint, orphan) == "PendingDeletion"
+        assert key_state(moto_endpoint, live.key_ref) == "Enabled"
+        code, lines, _ = await cli("gc", "--now", later)
+        assert (code, lines) == (0, [f"no orphans: every kms key tagged jwksd-table={config.table} is in the "
+                                     "registry"])
+    finally:
+        await proxy.close()
+
+
+async def test_a_key_recorded_before_creation_ids_is_matched_by_its_arn(moto_endpoint: str) -> None:
+    """A key without a creation id tag whose ARN an item (written before creation ids) records is no orphan."""
+    config = rotation_config(moto_endpoint)
+    made = kms_client(moto_endpoint).create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY",
+                                                Tags=[{"TagKey": "jwksd-table", "TagValue": config.table}])
+    arn, now = made["KeyMetadata"]["Arn"], int(time.time())
+    async with keyring(config) as ring:
+        assert (await collect(ring, now + 7200, apply=False)).lines == [
+            f"orphan: {arn} created={iso(made['KeyMetadata']['CreationDate'].timestamp())} (--apply schedules its "
+            "deletion)"]
+        await ring.registry.add(KeyRecord(version=1, kid="old", status="retired", backend="kms", key_ref=arn,
+                                          alg="ES256", key_spec="ECC_NIST_P256", created=now, publish_from=now))
+        assert (await collect(ring, now + 7200, apply=True)).lines == [
+            f"no orphans: every kms key tagged jwksd-table={config.table} is in the registry"]
+    assert key_state(moto_endpoint, arn) == "Enabled"

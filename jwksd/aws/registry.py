@@ -71,6 +71,9 @@ class KeyRecord:
     # promotion counts publish_ahead_s from here, never from publish_from (the item's write).
     first_published: int | None = None
     revoked: int | None = None  # `jwksd keys revoke`: never published or signed with again
+    # The unique id the rotate that made the key tagged it with before recording it (`jwksd keys gc` matches
+    # keys to items by it); None for items written before creation ids, and for external keys.
+    creation_id: str | None = None
 
 
 def published(records: Iterable[KeyRecord]) -> list[KeyRecord]:
@@ -87,6 +90,8 @@ def to_item(record: KeyRecord) -> dict[str, Any]:
         value = getattr(record, name)
         if value is not None:
             item[name] = {"N": str(value)}
+    if record.creation_id is not None:
+        item["creation_id"] = {"S": record.creation_id}
     if record.public_jwk is not None:
         item["public_jwk"] = {"S": json.dumps(record.public_jwk, sort_keys=True)}
     return item
@@ -109,6 +114,9 @@ def from_item(item: Mapping[str, Any]) -> KeyRecord:
     times = {name: _number(item, name, label) for name in _TIMES}
     if times["created"] is None or times["publish_from"] is None:
         raise RotationError("bad_item", f"{label}: created and publish_from are required")
+    creation_id = item["creation_id"].get("S") if "creation_id" in item else None
+    if "creation_id" in item and (not isinstance(creation_id, str) or not creation_id):
+        raise RotationError("bad_item", f"{label}: creation_id is not a string")
     public = None
     if "public_jwk" in item:
         try:
@@ -120,7 +128,7 @@ def from_item(item: Mapping[str, Any]) -> KeyRecord:
         key_ref=strings["key_ref"], alg=strings["alg"], key_spec=strings["key_spec"],
         created=times["created"], publish_from=times["publish_from"], activated=times["activated"],
         retired=times["retired"], expires=times["expires"], expired=times["expired"], public_jwk=public,
-        first_published=times["first_published"], revoked=times["revoked"])
+        first_published=times["first_published"], revoked=times["revoked"], creation_id=creation_id)
 
 
 def _number(item: Mapping[str, Any], name: str, label: str) -> int | None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jwksd.aws.registry import KeyRecord
+
+CREATION_ID_TAG = "jwksd-creation-id"
+
+
+def new_creation_id() -> str:
+    """A unique id for one key a rotate is about to make (128 random bits, hex)."""
+    return uuid.uuid4().hex
 
 
 @dataclass(frozen=True)
@@ -22,8 +30,12 @@ class Backend(Protocol):
 
     name: str
 
-    async def create(self, version: int, *, key_spec: str, alg: str) -> NewKey:
-        """Make a ``key_spec`` key pair for registry ``version``, its JWK for ``alg`` (the registry's policy)."""
+    async def create(self, version: int, *, key_spec: str, alg: str, creation_id: str) -> NewKey:
+        """Make a ``key_spec`` key pair for registry ``version``, its JWK for ``alg`` (the registry's policy).
+
+        The key (or its secret) is tagged ``CREATION_ID_TAG`` = ``creation_id`` as it is made, so
+        ``jwksd keys gc`` finds it even if it is never recorded.
+        """
         ...
 
     async def public_jwk(self, record: KeyRecord) -> dict[str, Any]:

@@ -96,7 +96,7 @@ class ExternalBackend:
 
     name: str = EXTERNAL
 
-    async def create(self, version: int, *, key_spec: str, alg: str) -> NewKey:
+    async def create(self, version: int, *, key_spec: str, alg: str, creation_id: str) -> NewKey:
         raise RotationError("external_key", "the external backend makes no keys; rotation.backend is kms or local")
 
     async def public_jwk(self, record: KeyRecord) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 from jwksd.aws.registry import KeyRecord, check_kid, kms_public_jwk
 from jwksd.config import RotationConfig
 from jwksd.errors import AwsError, JwksdError, RotationError
-from jwksd.rotation.backends import NewKey
+from jwksd.rotation.backends import CREATION_ID_TAG, NewKey
 from jwksd.rotation.keys import KMS_SIGNING_ALGORITHMS, jws_signature
 
 if TYPE_CHECKING:
@@ -32,13 +32,14 @@ class KmsBackend:
         self.kms = kms
         self.config = config
 
-    async def create(self, version: int, *, key_spec: str, alg: str) -> NewKey:
+    async def create(self, version: int, *, key_spec: str, alg: str, creation_id: str) -> NewKey:
         spec = cast("KeySpecType", key_spec)  # a key of KEY_SPEC_ALGS, checked by the config reader
         response = await self.kms.call("CreateKey", lambda kms: kms.create_key(
             KeySpec=spec, KeyUsage="SIGN_VERIFY",
             Description=f"jwksd signing key, version {version} of registry {self.config.table}",
             Tags=[{"TagKey": "jwksd-table", "TagValue": self.config.table},
-                  {"TagKey": "jwksd-version", "TagValue": str(version)}]))
+                  {"TagKey": "jwksd-version", "TagValue": str(version)},
+                  {"TagKey": CREATION_ID_TAG, "TagValue": creation_id}]))
         arn = str(response["KeyMetadata"]["Arn"])
         try:
             jwk = await kms_public_jwk(self.kms, arn, alg)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from jwksd.aws.registry import KeyRecord, check_kid, public_jwk
 from jwksd.config import RotationConfig
 from jwksd.errors import AwsError, RotationError
-from jwksd.rotation.backends import NewKey
+from jwksd.rotation.backends import CREATION_ID_TAG, NewKey
 from jwksd.rotation.keys import generate, load_private_jwk, private_jwk, sign_local
 
 if TYPE_CHECKING:
@@ -34,14 +34,15 @@ class LocalBackend:
         self.secrets = secrets
         self.config = config
 
-    async def create(self, version: int, *, key_spec: str, alg: str) -> NewKey:
+    async def create(self, version: int, *, key_spec: str, alg: str, creation_id: str) -> NewKey:
         private = await asyncio.to_thread(generate, key_spec)  # RSA generation takes a while
         secret = private_jwk(private, alg)
         public = {name: secret[name] for name in PUBLIC_MEMBERS if name in secret}
         response = await self.secrets.call("CreateSecret", lambda secrets: secrets.create_secret(
             Name=f"{self.config.private_secret_prefix}/{public['kid']}", SecretString=json.dumps(secret),
             Description=f"jwksd private signing key, version {version} of registry {self.config.table}",
-            Tags=[{"Key": "jwksd-table", "Value": self.config.table}, {"Key": "jwksd-kid", "Value": public["kid"]}]))
+            Tags=[{"Key": "jwksd-table", "Value": self.config.table}, {"Key": "jwksd-kid", "Value": public["kid"]},
+                  {"Key": CREATION_ID_TAG, "Value": creation_id}]))
         return NewKey(str(response["ARN"]), public, store_public=True)
 
     async def public_jwk(self, record: KeyRecord) -> dict[str, Any]:

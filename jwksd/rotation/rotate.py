@@ -16,6 +16,7 @@ import structlog
 from jwksd.aws.registry import EXTERNAL, KeyRecord
 from jwksd.errors import AwsError, RegistryConflict, RotationError
 from jwksd.redact import public_url
+from jwksd.rotation.backends import new_creation_id
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import Create, Expire, Plan, Promote, inconsistencies, plan, single
 from jwksd.rotation.publish import confirm_published, not_served
@@ -143,12 +144,14 @@ async def create_key(ring: Keyring, version: int, now: int, result: StepResult, 
     if dry_run:
         result.say("would create", version, state="pending", promotable_from=ready)
         return
-    new = await ring.backend.create(version, key_spec=ring.config.key_spec, alg=ring.config.alg)
+    creation_id = new_creation_id()  # tagged on the key as it is made, recorded in its item
+    new = await ring.backend.create(version, key_spec=ring.config.key_spec, alg=ring.config.alg,
+                                    creation_id=creation_id)
     record = KeyRecord(version=version, kid=new.jwk["kid"], status="pending", backend=ring.backend.name,
                        key_ref=new.key_ref, alg=ring.config.alg, key_spec=ring.config.key_spec, created=now,
                        publish_from=now, public_jwk=new.jwk if new.store_public else None,
                        # Served at once by the dynamodb source; a published secret must first hold it.
-                       first_published=None if ring.config.publish_secret_id else now)
+                       first_published=None if ring.config.publish_secret_id else now, creation_id=creation_id)
     try:
         await ring.registry.add(record)
     except RegistryConflict:
