@@ -56,7 +56,7 @@ def test_example_file_matches_the_declarations() -> None:
         for key, value in data[name].items():
             expected = active[key].default if active[key].example is None else active[key].example
             assert value == (list(expected) if isinstance(expected, tuple) else
-                             str(expected) if isinstance(expected, Listen) else expected), f"{name}.{key}"
+                             str(expected) if isinstance(expected, Listen | Path) else expected), f"{name}.{key}"
     envs = {}
     for line in EXAMPLE.read_text().splitlines():
         found = re.fullmatch(r"[#\s]*(\w+) = .*# .*\[(JWKSD_\w+)\]( \(restart\))?", line)

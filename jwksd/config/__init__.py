@@ -33,6 +33,7 @@ from jwksd.config.model import (
     RotationConfig,
     ServerConfig,
     SharedCacheConfig,
+    SignerConfig,
     StateConfig,
     SystemdConfig,
     ValidationConfig,
@@ -41,6 +42,7 @@ from jwksd.config.oidc import read_oidc
 from jwksd.config.reader import Section, read_file, table_section
 from jwksd.config.rotation import read_rotation
 from jwksd.config.settings import SECTIONS, all_settings, env_keys, keep_restart_only, restart_required, setting_of
+from jwksd.config.signer import read_signer
 from jwksd.config.source_model import (
     SOURCE_KINDS,
     DynamoDBSourceConfig,
@@ -74,6 +76,7 @@ __all__ = [
     "SecretsManagerSourceConfig",
     "ServerConfig",
     "SharedCacheConfig",
+    "SignerConfig",
     "SourceConfig",
     "StateConfig",
     "SystemdConfig",
@@ -155,15 +158,18 @@ def _read_table(data: Mapping[str, Any], name: str, cls: type[T], problems: list
 
 
 def _read_systemd(environ: Mapping[str, str], problems: list[str]) -> SystemdConfig:
-    """NOTIFY_SOCKET and WATCHDOG_USEC as systemd sets them (see sd_notify(3) and sd_watchdog_enabled(3))."""
+    """NOTIFY_SOCKET, WATCHDOG_USEC and LISTEN_FDS as systemd sets them (sd_notify(3), sd_watchdog_enabled(3),
+    sd_listen_fds(3))."""
     socket = environ.get("NOTIFY_SOCKET") or None
+    fds = environ.get("LISTEN_FDS", "")
+    listen_fds = int(fds) if fds.isdigit() and environ.get("LISTEN_PID") == str(os.getpid()) else 0
     usec, pid = environ.get("WATCHDOG_USEC"), environ.get("WATCHDOG_PID")
     if not usec or (pid and pid != str(os.getpid())):
-        return SystemdConfig(notify_socket=socket)
+        return SystemdConfig(notify_socket=socket, listen_fds=listen_fds)
     if not usec.isdigit() or int(usec) == 0:
         problems.append(f"WATCHDOG_USEC = {usec!r}: expected a whole number of microseconds > 0")
-        return SystemdConfig(notify_socket=socket)
-    return SystemdConfig(notify_socket=socket, watchdog_s=int(usec) / 1_000_000)
+        return SystemdConfig(notify_socket=socket, listen_fds=listen_fds)
+    return SystemdConfig(notify_socket=socket, watchdog_s=int(usec) / 1_000_000, listen_fds=listen_fds)
 
 
 def load_validation_config(path: str | Path) -> ValidationConfig:
@@ -209,6 +215,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     validation = _read_table(data, "validation", ValidationConfig, problems)
     shared_cache = read_shared_cache(data, problems, refresh.interval_s)
     rotation = read_rotation(data, problems, refresh)
+    signer = read_signer(data, problems)
     log = _read_table(data, "log", LogConfig, problems)
     systemd = _read_systemd(environ, problems)
 
@@ -216,4 +223,4 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(problems)
     return Config(sources=sources, server=server, refresh=refresh, http_cache=http_cache, state=state, systemd=systemd,
                   validation=validation, log=log, shared_cache=shared_cache, rotation=rotation,
-                  oidc=oidc, path=file_path)
+                  oidc=oidc, signer=signer, path=file_path)

@@ -33,6 +33,7 @@ NOTES = {
     "validation": "limits of the key validator: docs/validation-rules.md",
     "oidc": "jwksd as an OpenID Connect issuer: docs/oidc.md",
     "rotation": "read by `jwksd keys ...` at each run (docs/rotation.md); needs no [source]",
+    "signer": "read by `jwksd signer` at start, with [rotation] (docs/signer.md); needs no [source]",
 }
 
 

@@ -182,12 +182,15 @@ class LogConfig:
 class SystemdConfig:
     """What systemd passes in the environment: the sd_notify socket and the watchdog interval.
 
-    Not settings of the file: systemd's own protocol (sd_notify(3)). ``watchdog_s`` is None unless
+    Not settings of the file: systemd's own protocol (sd_notify(3), sd_listen_fds(3)). ``watchdog_s`` is None unless
     ``WATCHDOG_USEC`` is set and ``WATCHDOG_PID`` is unset or this process.
     """
 
     notify_socket: str | None = None
     watchdog_s: float | None = None
+    # Sockets handed over by socket activation (sd_listen_fds(3)): descriptors 3 .. 3 + listen_fds - 1,
+    # only when LISTEN_PID is this process. ``jwksd signer`` takes its API socket from there.
+    listen_fds: int = 0
 
 
 # KMS key specs jwksd rotates, and the JWS algorithms each can sign with (the first is the default).
@@ -260,6 +263,42 @@ class RotationConfig:
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
+DEFAULT_SIGNER_SOCKET = Path("/run/jwksd-signer/signer.sock")
+
+
+@dataclass(frozen=True)
+class SignerConfig:
+    """``jwksd signer``: where its API listens and how often it reads the registry of [rotation].
+
+    Read at the signer's start (``jwksd serve`` ignores it). The API never listens beyond this host:
+    a Unix socket, and optionally a loopback TCP port that takes a bearer token.
+    """
+
+    socket: Path = field(default=DEFAULT_SIGNER_SOCKET, metadata=about(
+        "the API's Unix socket (HTTP/1.1, JSON); unused when systemd hands one over (LISTEN_FDS)"))
+    socket_mode: str = field(default="0660", metadata=about(
+        "its permission bits, octal; none for others: who may connect may sign"))
+    socket_group: str | None = field(default=None, metadata=about(
+        "its group, a name or number (default: the signer's own)", example="jwksd-signers"))
+    tcp_listen: Listen | None = field(default=None, metadata=about(
+        'a loopback host:port serving the API too, bearer token required, or "off"', optional=True,
+        example=Listen("127.0.0.1", 8490)))
+    token_file: Path | None = field(default=None, metadata=about(
+        "the bearer token tcp_listen requires: mode 0600, owned by the signer", example="/etc/jwksd/signer.token"))
+    metrics_listen: Listen | None = field(default=Listen("127.0.0.1", 9465), metadata=about(
+        'host:port of the signer\'s /metrics, or "off"', optional=True))
+    refresh_s: float = field(default=5.0, metadata=about(
+        "the registry head is read this often: a promotion or revoke applies within it", high=300))
+    max_view_age_s: float = field(default=60.0, metadata=about(
+        "no token is signed once the registry could not be read for this long (503)", high=3600))
+    max_body_bytes: int = field(default=16384, metadata=about(
+        "a larger request body gets 400", low=256, high=1024 * 1024))
+    kms_concurrency: int = field(default=16, metadata=about(
+        "KMS Sign calls in flight at once; more requests wait their turn", high=1000))
+    shutdown_timeout_s: float = field(default=5.0, metadata=about(
+        "SIGTERM waits this long for in-flight requests", high=300))
+
+
 @dataclass(frozen=True)
 class OidcConfig:
     """jwksd as an OpenID Connect issuer: the discovery document and where it and the JWKS are served.
@@ -303,6 +342,7 @@ class Config:
     shared_cache: SharedCacheConfig = field(default_factory=SharedCacheConfig)
     rotation: RotationConfig | None = None  # only when the file has a [rotation] table
     oidc: OidcConfig | None = None  # only when oidc.issuer is set
+    signer: SignerConfig | None = None  # only when the file has a [signer] table
     path: Path | None = None
 
 

@@ -24,6 +24,7 @@ from jwksd.config.model import (
     RotationConfig,
     ServerConfig,
     SharedCacheConfig,
+    SignerConfig,
     StateConfig,
     ValidationConfig,
 )
@@ -33,7 +34,7 @@ from jwksd.config.source_model import SOURCE_CLASSES, SOURCE_KIND
 SECTIONS: dict[str, type] = {
     "server": ServerConfig, "refresh": RefreshConfig, "http_cache": HttpCacheConfig, "state": StateConfig,
     "shared_cache": SharedCacheConfig, "validation": ValidationConfig, "log": LogConfig, "oidc": OidcConfig,
-    "rotation": RotationConfig,
+    "rotation": RotationConfig, "signer": SignerConfig,
 }
 ROTATION_ENDPOINT = Setting("default of the three *_endpoint_url above", section="rotation", name="endpoint_url",
                             kind="url", default=None, example="http://127.0.0.1:5000")
