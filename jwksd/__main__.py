@@ -1,4 +1,4 @@
-"""The command line: argv -> config -> logging -> run; serve, check-config, validate, demo, keys, status."""
+"""The command line: argv -> config -> logging -> run; serve, check-config, validate, demo, keys, status, signer."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--url", help="the daemon's metrics listener, e.g. http://127.0.0.1:9464 (default: "
                                       "server.metrics_listen of --config or $JWKSD_CONFIG, else that one)")
     status.add_argument("--config", help="TOML config file whose server.metrics_listen is asked")
+    signer = commands.add_parser("signer", help="sign JWTs with the registry's active key for local callers")
+    signer.add_argument("--config", help="TOML config file with [rotation] and [signer] (default: $JWKSD_CONFIG)")
     return parser
 
 
@@ -64,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from jwksd.status_cli import run_status
 
         return run_status(args.url, args.config)
+    if command == "signer":
+        from jwksd.signer.run import main as run_signer
+
+        return run_signer(args.config)
     return serve(getattr(args, "config", None))
 
 

@@ -7,8 +7,9 @@
     ├── AwsError             an AWS call failed (AWS said no, the network, a deadline); carries a code
     ├── StateError           the last-known-good or fallback file could not be read or written
     ├── SharedCacheError     the shared cache (Redis) failed or timed out; the replica fetches directly
-    └── RotationError        a key lifecycle step could not be done; carries a code and retryability
-        └── RegistryConflict another rotator changed the key registry first (a conditional write lost)
+    ├── RotationError        a key lifecycle step could not be done; carries a code and retryability
+    │   └── RegistryConflict another rotator changed the key registry first (a conditional write lost)
+    └── SignerError          `jwksd signer` refused a request (400) or cannot sign now (503); carries a code
 
 Third-party exceptions are translated at one boundary each (botocore in aws/__init__.py, aiohttp's client
 in sources/http.py, redis in fleet/cache.py, the JSON parser in validate/__init__.py) and raised as these
@@ -98,3 +99,17 @@ class RegistryConflict(RotationError):
 
     def __init__(self, message: str) -> None:
         super().__init__("conflict", message)
+
+
+class SignerError(JwksdError):
+    """``jwksd signer`` did not sign: ``code`` is the API's error code, ``message`` names what was wrong.
+
+    ``unavailable``: the signer's state (no usable active key, a registry it cannot read), answered
+    503 with Retry-After; otherwise the request was at fault, answered 400.
+    """
+
+    def __init__(self, code: str, message: str, *, unavailable: bool = False) -> None:
+        self.code = code
+        self.message = message
+        self.unavailable = unavailable
+        super().__init__(f"{code}: {message}")

@@ -188,10 +188,10 @@ def call_counter(metrics: Metrics, operations: Iterable[str]) -> OnCall:
     return count
 
 
-async def _open(stack: AsyncExitStack, service: str, endpoint: Endpoint) -> Any:
+async def _open(stack: AsyncExitStack, service: str, endpoint: Endpoint, pool_connections: int = 4) -> Any:
     """A raw client that lives as long as ``stack``; AwsError (NoRegion, ...) when botocore cannot make one."""
     config = AioConfig(connect_timeout=endpoint.connect_timeout_s, read_timeout=endpoint.read_timeout_s,
-                       retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=4)
+                       retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=pool_connections)
     try:
         return await stack.enter_async_context(get_session().create_client(
             service, region_name=endpoint.region, endpoint_url=endpoint.url, config=config))
@@ -214,7 +214,7 @@ async def dynamodb(stack: AsyncExitStack, endpoint: Endpoint, retries: RetryPoli
     return Client("dynamodb", await _open(stack, "dynamodb", endpoint), endpoint, retries, on_call)
 
 
-async def kms(stack: AsyncExitStack, endpoint: Endpoint, retries: RetryPolicy,
-              on_call: OnCall | None = None) -> Client[KMSClient]:
-    """A KMS client closed with ``stack``."""
-    return Client("kms", await _open(stack, "kms", endpoint), endpoint, retries, on_call)
+async def kms(stack: AsyncExitStack, endpoint: Endpoint, retries: RetryPolicy, on_call: OnCall | None = None, *,
+              pool_connections: int = 4) -> Client[KMSClient]:
+    """A KMS client closed with ``stack``; ``pool_connections`` bounds its calls in flight (the signer's Sign)."""
+    return Client("kms", await _open(stack, "kms", endpoint, pool_connections), endpoint, retries, on_call)

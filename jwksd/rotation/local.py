@@ -15,7 +15,7 @@ from jwksd.aws.registry import KeyRecord, check_kid, public_jwk
 from jwksd.config import RotationConfig
 from jwksd.errors import AwsError, RotationError
 from jwksd.rotation.backends import CREATION_ID_TAG, NewKey
-from jwksd.rotation.keys import generate, load_private_jwk, private_jwk, sign_local
+from jwksd.rotation.keys import PrivateKey, generate, load_private_jwk, private_jwk, sign_local
 
 if TYPE_CHECKING:
     from types_aiobotocore_secretsmanager import SecretsManagerClient
@@ -51,6 +51,10 @@ class LocalBackend:
         return check_kid(dict(record.public_jwk), record)
 
     async def sign(self, record: KeyRecord, data: bytes) -> bytes:
+        return sign_local(await self.private_key(record), record.alg, data)
+
+    async def private_key(self, record: KeyRecord) -> PrivateKey:
+        """The recorded key's private half, read from its secret, its kid checked (``jwksd signer`` keeps it)."""
         response = await self.secrets.call("GetSecretValue", lambda secrets: secrets.get_secret_value(
             SecretId=record.key_ref))
         try:
@@ -60,7 +64,7 @@ class LocalBackend:
                                                    "is not JSON") from exc
         private = load_private_jwk(jwk)
         check_kid(public_jwk(private.public_key(), record.alg), record)
-        return sign_local(private, record.alg, data)
+        return private
 
     async def check_usable(self, record: KeyRecord) -> None:
         await self.sign(record, b"jwksd: the private key can sign")  # reads it and checks its kid
