@@ -147,6 +147,11 @@ def check_config(path: str | None) -> int:
         print(f"rotation ok: table {rotation.table}, backend {rotation.backend}, {rotation.key_spec} {rotation.alg}, "
               f"rotate every {rotation.rotate_every_s}s, publish ahead {rotation.publish_ahead_s}s, "
               f"retire grace {rotation.retire_grace_s}s")
+    if (signer := config.signer) is not None:
+        group = f", group {signer.socket_group}" if signer.socket_group else ""
+        tcp = f", tcp {signer.tcp_listen} (bearer token)" if signer.tcp_listen else ""
+        print(f"signer ok: socket {signer.socket} (mode {signer.socket_mode}{group}){tcp}, registry read every "
+              f"{signer.refresh_s:g}s")
     return EXIT_OK
 
 

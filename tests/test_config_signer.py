@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from jwksd.__main__ import main
 from jwksd.config import Listen, SignerConfig, load_config
 from jwksd.errors import ConfigError
 
@@ -63,3 +64,16 @@ def test_loopback_tcp_with_a_token_file(tmp_path: Path) -> None:
 def test_refusals_name_the_setting(text: str, expected: list[str], tmp_path: Path) -> None:
     """Each setting the signer cannot run with is named with its value and what was expected."""
     assert problems(f"[signer]\n{text}\n", tmp_path) == expected
+
+
+def test_check_config_on_a_signer_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config prints what the signer would listen on; a public tcp_listen exits 2."""
+    path = tmp_path / "signer.toml"
+    path.write_text(ROTATION + '[signer]\nsocket_group = "apps"\ntcp_listen = "127.0.0.1:8490"\ntoken_file = "/t"\n')
+    assert main(["check-config", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "signer ok: socket /run/jwksd-signer/signer.sock (mode 0660, group apps), tcp 127.0.0.1:8490 (bearer token), "
+        "registry read every 5s")
+    path.write_text(ROTATION + '[signer]\ntcp_listen = "192.0.2.1:8490"\ntoken_file = "/t"\n')
+    assert main(["check-config", "--config", str(path)]) == 2
+    assert "signer.tcp_listen = '192.0.2.1:8490': expected a loopback address" in capsys.readouterr().err

@@ -119,6 +119,12 @@ async def test_tokens_verify_through_a_promotion_and_a_revoke(world: World, tmp_
         wait_until(lambda: revoked not in daemon.kids(), "the revoked kid to leave the served set")
         assert failures(url, fresh[-2:], jose) == []
         lines = signer.events("token_signed")
+        signed = {kid: signer.metric("jwksd_signer_tokens_total", kid=kid, outcome="signed")
+                  for kid in (before["active"], before["pending"], promoted)}
+        assert signed == {kid: sum(line["kid"] == kid for line in lines) for kid in signed}
+        assert signer.metric("jwksd_signer_aws_calls_total", operation="Sign", code="ok") == len(lines)
+        assert signer.metric("jwksd_signer_sign_duration_seconds_count", backend="kms") == len(lines)
+        assert signer.metric("jwksd_signer_ready") == 1
         assert len(lines) == len(tokens) + 10 and all(set(line) == {"kid", "sub", "jti", "exp", "uid", "gid", "pid",
                                                                     "event", "level", "timestamp"} for line in lines)
 
