@@ -27,7 +27,7 @@ async def registry_and_signer(config: RotationConfig) -> AsyncIterator[tuple[Key
     """A rotator's keyring on a registry with v1 active and v2 published, and a signer's parts reading it."""
     async with keyring(config, publish=True) as ring:
         await active_registry(ring, f"{config.private_secret_prefix}/public")
-        async with open_signer(config, SignerConfig(), token=None, policy_problems=lambda policy: []) as signer:
+        async with open_signer(config, SignerConfig(), token=None, policy_problems=lambda head: []) as signer:
             yield ring, signer
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from jwksd import aws
-from jwksd.aws.registry import RegistryPolicy, RegistryReader
+from jwksd.aws.registry import RegistryHead, RegistryReader
 from jwksd.aws.retry import Retries
 from jwksd.config import RotationConfig, SignerConfig
 from jwksd.rotation.kms import KmsBackend
@@ -41,7 +41,7 @@ class Signer:
 
 @asynccontextmanager
 async def open_signer(rotation: RotationConfig, config: SignerConfig, *, token: bytes | None,
-                      policy_problems: Callable[[RegistryPolicy], list[str]],
+                      policy_problems: Callable[[RegistryHead], list[str]],
                       metrics: SignerMetrics | None = None,
                       monotonic: Callable[[], float] = time.monotonic) -> AsyncIterator[Signer]:
     """The signer's parts for ``rotation``'s registry and backend; AWS clients closed on the way out."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
-from jwksd.aws.registry import RegistryPolicy
+from jwksd.aws.registry import RegistryHead
 from jwksd.config import Config, SignerConfig, load_config
 from jwksd.errors import ConfigError, JwksdError, SignerError
 from jwksd.log import configure_logging
@@ -53,9 +53,9 @@ def main(path: str | None) -> int:
     return EXIT_OK
 
 
-def policy_check(config: Config) -> Callable[[RegistryPolicy], list[str]]:
+def policy_check(config: Config) -> Callable[[RegistryHead], list[str]]:
     """What is wrong with a registry policy for this signer's local config (nothing: an empty list)."""
-    return lambda policy: []  # TODO(h11): the registry's check of explicitly set values
+    return lambda head: []  # TODO(h11): the registry's check of explicitly set values
 
 
 async def serve_signer(config: Config, *, stop: asyncio.Event | None = None, metrics: SignerMetrics | None = None,

@@ -53,7 +53,7 @@ class RegistryView:
     """The current View, kept up to date by :meth:`run`; :meth:`signing_key` is what a request asks."""
 
     def __init__(self, reader: HeadReader, keys: SigningKeys, metrics: SignerMetrics, *, refresh_s: float,
-                 max_view_age_s: float, policy_problems: Callable[[RegistryPolicy], list[str]],
+                 max_view_age_s: float, policy_problems: Callable[[RegistryHead], list[str]],
                  monotonic: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
         self.reader = reader
         self.keys = keys
@@ -92,7 +92,7 @@ class RegistryView:
 
     async def _view_of(self, head: RegistryHead) -> View:
         """The View of a head: its active and pending items read and checked against it."""
-        problems = self.policy_problems(head.policy)
+        problems = self.policy_problems(head)
         active = await self._item(head.active_version, "active")
         pending = await self._item(head.pending_version, "pending")
         problem = None
