@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -143,6 +144,9 @@ async def test_restart_under_load_never_signs_with_a_non_active_key(world: World
         await sync_head(world.ring)
         with SignerProcess.start(second, world.table(), signer={"socket": str(socket_path)}) as restarted:
             load.wait_for(lambda token: token["kid"] == kids["pending"], "tokens from the second run")
+            restarted.signal(signal.SIGHUP)  # nothing to reload: logged, and the signer signs on
+            restarted.wait_event("reload_unsupported")
+            load.wait_for(lambda token: True, "tokens after SIGHUP")
     assert {line["kid"] for line in signer.events("token_signed")} == {kids["active"]}
     assert {line["kid"] for line in restarted.events("token_signed")} == {kids["pending"]}
     statuses = {status for status, _ in load.answers}

@@ -49,6 +49,9 @@ async def test_items_are_read_only_when_the_revision_moves(moto_endpoint: str) -
         assert calls(signer, "GetItem") == 7 + 3
         assert view.signing_key().kid == (await kids(ring))["active"]
         assert calls(signer, "GetPublicKey") == 3  # v2 was prepared while pending; only v3 is new
+        operations = {sample.labels["operation"] for family in signer.metrics.registry.collect()
+                      for sample in family.samples if sample.name == "jwksd_signer_aws_calls_total" and sample.value}
+        assert operations == {"GetItem", "GetPublicKey"}  # never a Scan
 
 
 async def test_revoke_and_promotion_apply_at_the_next_read(moto_endpoint: str) -> None:

@@ -95,6 +95,9 @@ async def _serve(signer: Signer, sockets: Sockets, settings: SignerConfig, notif
             await web.TCPSite(metrics_runner, settings.metrics_listen.host, settings.metrics_listen.port).start()
         for signum in signals:
             loop.add_signal_handler(signum, stop.set)
+        if signals:  # SIGHUP would end the process: the signer has nothing to reload, it reads its config at start
+            loop.add_signal_handler(signal.SIGHUP, lambda: log.warning(
+                "reload_unsupported", detail="the signer reads its config at start: restart it to apply a change"))
         if started is not None:
             started(signer)
         log.info("listening", api=sockets.describe(), bearer_token=sockets.token is not None,
@@ -110,7 +113,7 @@ async def _serve(signer: Signer, sockets: Sockets, settings: SignerConfig, notif
         log.info("stopping")
     finally:
         notifier.stopping()
-        for signum in signals:
+        for signum in (*signals, signal.SIGHUP) if signals else ():
             loop.remove_signal_handler(signum)
         await runner.cleanup()  # stops accepting, lets in-flight requests end
         await stop_tasks(tasks)
