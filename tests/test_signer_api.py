@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -169,7 +170,10 @@ async def test_each_bad_request_gets_its_exact_400(registry: RotationConfig, tmp
         async with running.session.post(running.base + "/v1/sign", data=chunked()) as response:
             assert (response.status, await response.json()) == (400, {"error": {
                 "code": "body_too_large", "message": "request body: over 16384 bytes (signer.max_body_bytes)"}})
-        assert tokens(running.signer, "bad_request") == len(BAD_REQUESTS) + 1
+        status, _, answer = await running.call("POST", "/v1/sign", {"claims": {"pad": "x" * 5000}})
+        assert (status, answer["error"]["code"]) == (400, "claims_too_large")
+        assert re.fullmatch(r"the JWS signing input is \d+ bytes: KMS signs at most 4096", answer["error"]["message"])
+        assert tokens(running.signer, "bad_request") == len(BAD_REQUESTS) + 2
         assert (await running.call("POST", "/v1/sign", {"claims": {"sub": "after"}}))[0] == 200
         assert (await running.call("GET", "/v1/nope"))[::2] == (404, {"error": {
             "code": "not_found", "message": "GET /v1/nope: Not Found"}})
