@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from jwksd.aws.registry import KeyRecord
 from jwksd.errors import AwsError, RotationError
 from jwksd.rotation.keys import KMS_SIGNING_ALGORITHMS, PrivateKey, sign_local
-
-if TYPE_CHECKING:
-    from jwksd.rotation.kms import KmsBackend
-    from jwksd.rotation.local import LocalBackend
+from jwksd.rotation.kms import KmsBackend
+from jwksd.rotation.local import LocalBackend
 
 UNUSABLE = frozenset({"DisabledException", "KMSInvalidStateException", "NotFoundException"})
 
@@ -49,8 +46,6 @@ class SigningKeys:
         if record.alg not in KMS_SIGNING_ALGORITHMS:
             raise RotationError("unsupported_alg", f"registry version {record.version}: alg {record.alg} is not one "
                                                    "the signer signs with")
-        from jwksd.rotation.local import LocalBackend
-
         if isinstance(self.backend, LocalBackend):
             self._private[record.kid] = await self.backend.private_key(record)
         else:
