@@ -62,30 +62,12 @@ def call(socket_path: Path | str, method: str, path: str, body: Any = None, **op
         connection.close()
 
 
-REVISIONS = __import__("itertools").count(1)
-
-
-async def sync_head(ring: Keyring) -> None:
-    """TEMPORARY until h11-registry lands: the head the rotator will write itself."""
-    from jwksd.aws.head import RegistryHead, RegistryPolicy, head_item
-    from jwksd.rotation.policy import single
-
-    records = await ring.registry.records()
-    active, pending = single(records, "active"), single(records, "pending")
-    c = ring.config
-    head = RegistryHead(RegistryPolicy(c.rotate_every_s, c.publish_ahead_s, c.retire_grace_s, c.max_token_lifetime_s,
-                                       c.alg, c.key_spec), active.version if active else None,
-                        pending.version if pending else None, next(REVISIONS))
-    await ring.registry.client.call("PutItem", lambda db: db.put_item(TableName=c.table, Item=head_item(head)))
-
-
 async def active_registry(ring: Keyring, secret_id: str) -> None:
     """v1 active since T0 + P and v2, the next key, published (confirmed) since then, as the rotator leaves them."""
     for now in (T0, T0 + P):
         await rotate(ring, now)
         await publish(ring, secret_id)
         await confirm_published(ring, now)
-    await sync_head(ring)
 
 
 def rotation_table(config: RotationConfig, endpoint: str, **extra: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from jwksd.signer.app import Signer
 from jwksd.signer.run import serve_signer
 from tests.conftest import endpoint_of, free_port
 from tests.rotation_helpers import T0, keyring, rotation_config
-from tests.signer_helpers import active_registry, sync_head
+from tests.signer_helpers import active_registry
 
 TOKEN = "t" * 40
 
@@ -186,7 +186,6 @@ async def test_no_active_key_is_503_with_retry_after(moto_endpoint: str, tmp_pat
     config = rotation_config(moto_endpoint)
     async with keyring(config) as ring:
         await rotate(ring, T0)  # v1 pending, not yet promotable
-        await sync_head(ring)
     async with serving(config, tmp_path, refresh_s=2.0) as running:
         async with asyncio.timeout(20):
             while running.signer.view.confirmed is None:
@@ -249,3 +248,21 @@ async def test_unreachable_registry_stops_signing_after_max_view_age(own_moto: T
                 await asyncio.sleep(0.1)
         assert running.signer.view.error.startswith("network: GetItem: ")
         assert tokens(running.signer, "unavailable") >= 1
+
+
+async def test_a_policy_the_local_config_disagrees_with_stops_signing(registry: RotationConfig, tmp_path: Path) -> None:
+    """A registry policy changed to disagree with a value the signer's file sets: 503 naming both values."""
+    mine = replace(registry, explicit=frozenset({"max_token_lifetime_s"}))
+    async with serving(mine, tmp_path) as running:
+        await running.ready()
+        async with keyring(registry, create_table=False) as ring:
+            head = await ring.registry.head()
+            assert head is not None
+            await ring.registry.set_policy(replace(head.policy, max_token_lifetime_s=600), head.revision)
+        async with asyncio.timeout(20):
+            while (answer := await running.call("POST", "/v1/sign", {"claims": {}}))[0] == 200:
+                await asyncio.sleep(0.05)
+        assert answer[::2] == (503, {"error": {"code": "policy_mismatch", "message": (
+            f"rotation.max_token_lifetime_s = 3600 in the environment, but registry {registry.table} holds 600: "
+            "remove it from the file to follow the registry, or change the registry's policy with `jwksd keys "
+            "policy --apply`")}})

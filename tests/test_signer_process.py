@@ -21,7 +21,7 @@ from jwksd.rotation.incident import promote_now, revoke
 from jwksd.rotation.keyring import Keyring
 from tests.daemon_process import JWKS, Daemon, wait_until
 from tests.rotation_helpers import T0, keyring, rotation_config
-from tests.signer_helpers import Load, P, SignerProcess, active_registry, rotation_table, sync_head
+from tests.signer_helpers import Load, P, SignerProcess, active_registry, rotation_table
 from tests.test_verifiers import NodeJose, pyjwt_verify
 
 NOBODY = 65534
@@ -102,7 +102,6 @@ async def test_tokens_verify_through_a_promotion_and_a_revoke(world: World, tmp_
         with Load(signer.socket_path, callers=2) as load:
             load.wait_for(lambda token: token["kid"] == before["active"], "a token of the active key")
             await promote_now(world.ring, T0 + 2 * P, emergency=False, max_age_s=600)
-            await sync_head(world.ring)
             load.wait_for(lambda token: token["kid"] == before["pending"], "a token of the promoted key")
         tokens = load.tokens()
         assert {t["kid"] for t in tokens} == {before["active"], before["pending"]}
@@ -111,7 +110,6 @@ async def test_tokens_verify_through_a_promotion_and_a_revoke(world: World, tmp_
 
         revoked = (await world.kids())["active"]
         await revoke(world.ring, revoked, T0 + 2 * P + 60, emergency=True, max_age_s=600)
-        await sync_head(world.ring)
         promoted = (await world.kids())["active"]
         wait_until(lambda: any(e["active"] == promoted for e in signer.events("registry_view")),
                    "the signer to read the revoke")
@@ -141,7 +139,6 @@ async def test_restart_under_load_never_signs_with_a_non_active_key(world: World
         with SignerProcess.start(first, world.table(), signer={"socket": str(socket_path)}) as signer:
             load.wait_for(lambda token: True, "tokens from the first run")
         await promote_now(world.ring, T0 + 2 * P, emergency=False, max_age_s=600)  # while no signer runs
-        await sync_head(world.ring)
         with SignerProcess.start(second, world.table(), signer={"socket": str(socket_path)}) as restarted:
             load.wait_for(lambda token: token["kid"] == kids["pending"], "tokens from the second run")
             restarted.signal(signal.SIGHUP)  # nothing to reload: logged, and the signer signs on
@@ -205,3 +202,15 @@ async def test_socket_activation(world: World, tmp_path: Path) -> None:
     assert socket_path.exists()  # systemd's socket, not the signer's to remove
 
 
+
+
+async def test_a_file_that_disagrees_with_the_registry_is_refused(world: World, tmp_path: Path) -> None:
+    """A signer whose file sets max_token_lifetime_s otherwise than the registry exits 2 naming both values."""
+    signer = SignerProcess.start(tmp_path, {**world.table(), "max_token_lifetime_s": 600}, wait_ready=False)
+    with signer:
+        assert signer.process.wait(timeout=30) == 2
+    assert signer.log_path.read_text().endswith(
+        "jwksd signer: cannot start: invalid configuration:\n"
+        f"  - rotation.max_token_lifetime_s = 600 in {tmp_path / 'signer.toml'}, but registry {world.config.table} "
+        "holds 3600: remove it from the file to follow the registry, or change the registry's policy with `jwksd "
+        "keys policy --apply`\n")

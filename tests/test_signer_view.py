@@ -14,7 +14,7 @@ from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import single
 from jwksd.signer.app import Signer, open_signer
 from tests.rotation_helpers import T0, keyring, rotation_config
-from tests.signer_helpers import P, active_registry, sync_head
+from tests.signer_helpers import P, active_registry
 
 
 def calls(signer: Signer, operation: str) -> float:
@@ -44,7 +44,6 @@ async def test_items_are_read_only_when_the_revision_moves(moto_endpoint: str) -
         assert calls(signer, "GetItem") == 3 + 4  # head, active, pending; then the head alone
         assert calls(signer, "GetPublicKey") == 2  # active and pending, each checked once
         await promote_now(ring, T0 + 2 * P, emergency=False, max_age_s=600)
-        await sync_head(ring)
         await view.read()
         assert calls(signer, "GetItem") == 7 + 3
         assert view.signing_key().kid == (await kids(ring))["active"]
@@ -62,7 +61,6 @@ async def test_revoke_and_promotion_apply_at_the_next_read(moto_endpoint: str) -
         before = await kids(ring)
         assert view.signing_key().kid == before["active"]
         await revoke(ring, before["active"], T0 + P + 60, emergency=True, max_age_s=600)
-        await sync_head(ring)
         await view.read()
         after = await kids(ring)
         assert after["revoked"] == before["active"] and view.signing_key().kid == after["active"] == before["pending"]
@@ -81,7 +79,6 @@ async def test_local_keys_are_read_once_and_dropped_on_revoke(moto_endpoint: str
             assert len(await view.keys.sign(key, b"a.b")) == 64
         assert calls(signer, "GetSecretValue") == 2
         await revoke(ring, key.kid, T0 + P + 60, emergency=True, max_age_s=600)
-        await sync_head(ring)
         await view.read()
         assert not view.keys.prepared(key) and view.signing_key().kid != key.kid
         with pytest.raises(RotationError, match=f"^key_unprepared: registry version 1 kid={key.kid} is not ready"):

@@ -23,6 +23,7 @@ from jwksd.config import Config, SignerConfig, load_config
 from jwksd.errors import ConfigError, JwksdError, SignerError
 from jwksd.log import configure_logging
 from jwksd.notify import Notifier
+from jwksd.rotation.head import check_policy
 from jwksd.shutdown import stop_tasks
 from jwksd.signer.app import Signer, metrics_app, open_signer
 from jwksd.signer.listen import Sockets, open_sockets
@@ -54,8 +55,19 @@ def main(path: str | None) -> int:
 
 
 def policy_check(config: Config) -> Callable[[RegistryHead], list[str]]:
-    """What is wrong with a registry policy for this signer's local config (nothing: an empty list)."""
-    return lambda head: []  # TODO(h11): the registry's check of explicitly set values
+    """The values this signer's [rotation] sets that the registry's stored policy disagrees with, each named."""
+    rotation = config.rotation
+    assert rotation is not None
+    origin = str(config.path) if config.path else "the environment"
+
+    def problems(head: RegistryHead) -> list[str]:
+        try:
+            check_policy(rotation, head, origin=origin)
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    return problems
 
 
 async def serve_signer(config: Config, *, stop: asyncio.Event | None = None, metrics: SignerMetrics | None = None,
