@@ -13,6 +13,7 @@ import jwt
 import pytest
 import structlog
 
+from jwksd.__main__ import main
 from jwksd.rotation.rotate import iso
 from tests.daemon_helpers import get_jwks, kids_of, refresh_now, start
 from tests.keys import jwk_set, rsa_jwk, rsa_key
@@ -160,8 +161,8 @@ def test_content_that_is_no_key_set_is_overwritten_only_with_replace(rotator: Ro
     assert code == 0 and out.startswith(f"replaced: {rotator.secret_id} no longer holds content no daemon serves")
 
 
-def test_bad_adopt_options_are_refused(rotator: Rotator) -> None:
-    """A malformed --adopt-until, one in the past, or one beside --replace is refused by name."""
+def test_bad_adopt_options_are_refused(rotator: Rotator, tmp_path: Path) -> None:
+    """A malformed --adopt-until, one in the past, one beside --replace, or with nothing to publish is refused."""
     code, _, err = rotator.run("publish", "--adopt-until", "next week")
     assert (code, err) == (2, "jwksd: invalid configuration:\n  - --adopt-until = 'next week': expected an ISO 8601 "
                               "time with a zone (2027-06-30T00:00:00Z) or a duration such as 90d, 36h, 45m, 600s\n")
@@ -172,3 +173,9 @@ def test_bad_adopt_options_are_refused(rotator: Rotator) -> None:
     assert code == 1 and err.splitlines()[-1] == (
         f"jwksd keys rotate: adopt_until_past: --adopt-until {iso(T0 - 60)} is not after now ({iso(T0)}); "
         "--replace drops the keys instead")
+    unpublished = tmp_path / "no-publish.toml"
+    unpublished.write_text("[rotation]\n")
+    assert main(["keys", "revoke", "some-kid", "--replace", "--config", str(unpublished)]) == 2
+    assert rotator.capsys.readouterr().err == (
+        "jwksd: invalid configuration:\n  - --replace: rotation.publish_secret_id is not set, so this command "
+        "publishes nothing (jwksd keys publish --secret-id does)\n")

@@ -65,7 +65,7 @@ def add_keys_parser(commands: Any) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON array")
     publish = command("publish", "write the published keys to a Secrets Manager secret when they changed")
     publish.add_argument("--secret-id", help="the secret (default: rotation.publish_secret_id)")
-    for publishing in (rotate, publish):
+    for publishing in (rotate, publish, promote, revoke):
         migrate = publishing.add_mutually_exclusive_group()
         migrate.add_argument("--adopt", action="store_true",
                              help="keys the secret holds and the registry does not know stay published, as "
@@ -141,6 +141,9 @@ def run_keys(args: argparse.Namespace) -> int:
                                "with --dry-run, or with --clock-override (tests and drills only)"])
         claims = _claims(args.claims) if args.keys_command == "sign" else {}
         migration = migration_of(args, now)
+        if (migration.adopt or migration.replace) and args.keys_command != "publish" and not rotation.publish_secret_id:
+            raise ConfigError([f"--{'adopt' if migration.adopt else 'replace'}: rotation.publish_secret_id is not "
+                               "set, so this command publishes nothing (jwksd keys publish --secret-id does)"])
     except ConfigError as exc:
         print(f"jwksd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -203,7 +206,7 @@ async def _run(args: argparse.Namespace, whole: Config, config: RotationConfig, 
                             revoke(ring, args.kid, now, emergency=args.emergency, max_age_s=max_age_s))
             print("\n".join(result.lines), flush=True)
             if config.publish_secret_id:
-                await _publish(ring, config.publish_secret_id, now, config.verify_urls)
+                await _publish(ring, config.publish_secret_id, now, config.verify_urls, migration)
         elif command == "gc":
             print("\n".join((await collect(ring, now, apply=args.apply)).lines))
         elif command == "list":
