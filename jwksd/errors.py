@@ -105,11 +105,16 @@ class SignerError(JwksdError):
     """``jwksd signer`` did not sign: ``code`` is the API's error code, ``message`` names what was wrong.
 
     ``unavailable``: the signer's state (no usable active key, a registry it cannot read), answered
-    503 with Retry-After; otherwise the request was at fault, answered 400.
+    503 with Retry-After; otherwise the request was at fault, answered 400. On the client's side
+    (``jwksd.signer_client``) ``status`` is the HTTP status it got (0: no answer) and ``retry_after_s``
+    the signer's Retry-After.
     """
 
-    def __init__(self, code: str, message: str, *, unavailable: bool = False) -> None:
+    def __init__(self, code: str, message: str, *, unavailable: bool = False, status: int = 0,
+                 retry_after_s: float | None = None) -> None:
         self.code = code
         self.message = message
         self.unavailable = unavailable
+        self.status = status
+        self.retry_after_s = retry_after_s
         super().__init__(f"{code}: {message}")
