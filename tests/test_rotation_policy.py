@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jwksd.aws.registry import KeyRecord, published
-from jwksd.rotation.policy import Create, Expire, Plan, Policy, Promote, inconsistencies, plan
+from jwksd.rotation.policy import Create, Expire, Plan, Policy, Promote, inconsistencies, next_change, plan
 
 DAY = 86400
 POLICY = Policy(rotate_every_s=30 * DAY, publish_ahead_s=1500, retire_grace_s=2 * DAY)
@@ -112,3 +112,17 @@ def test_invariants_hold_for_any_schedule(gaps: list[int], ahead: int, grace: in
             if r.status == "expired":
                 assert r.retired is not None and r.expired is not None and r.expired >= r.retired + grace
     assert plan(records, now, policy).next_due is not None
+
+
+def test_next_change_does_not_hide_a_rotator_stuck_on_the_next_key() -> None:
+    """A watcher's next change is plan's, or the active key's rotation while the next key is missing or unconfirmed."""
+    active = record(1, "active", 0, activated=100)
+    retired = record(0, "retired", 0, activated=0, retired=100, expires=100 + 40 * DAY)
+    pending = record(2, "pending", 200)
+    assert next_change([retired, active, pending], POLICY) == plan([retired, active, pending], 0, POLICY).next_due \
+        == 100 + 30 * DAY
+    unconfirmed = replace(pending, first_published=None)
+    assert plan([retired, active, unconfirmed], 0, POLICY).next_due == 100 + 40 * DAY
+    assert next_change([retired, active, unconfirmed], POLICY) == 100 + 30 * DAY
+    assert next_change([retired, active], POLICY) == 100 + 30 * DAY
+    assert next_change([], POLICY) is None

@@ -104,15 +104,30 @@ def plan(records: Sequence[KeyRecord], now: int, policy: Policy) -> Plan:
 def due_to_promote(pending: KeyRecord, active: KeyRecord | None, now: int, policy: Policy) -> bool:
     """Whether ``pending`` has been published ``publish_ahead_s`` and ``active`` (if any) served ``rotate_every_s``."""
     ready = promotable_from(pending, policy)
-    due = active.activated + policy.rotate_every_s if active and active.activated is not None else None
+    due = rotation_due(active, policy)
     return ready is not None and now >= ready and (due is None or now >= due)
+
+
+def rotation_due(active: KeyRecord | None, policy: Policy) -> int | None:
+    """When ``active`` will have served ``rotate_every_s`` (None without an active key)."""
+    return active.activated + policy.rotate_every_s if active and active.activated is not None else None
+
+
+def next_change(records: Sequence[KeyRecord], policy: Policy) -> int | None:
+    """When the registry next needs a step, for a watcher: ``plan``'s next due time, or, while the next key is
+    missing or its publish unconfirmed (a rotator stuck there), the active key's rotation time if that is earlier."""
+    times = [due for due in (_next_due(records, policy),) if due is not None]
+    pending = single(records, "pending")
+    stuck = rotation_due(single(records, "active"), policy) if pending is None or pending.first_published is None \
+        else None
+    return min([*times, stuck]) if stuck is not None else min(times, default=None)
 
 
 def _next_due(records: Sequence[KeyRecord], policy: Policy) -> int | None:
     """The earliest time at which a step changes something (at or before ``now`` when actions are due)."""
     times = [r.expires for r in records if r.status in LEAVING and r.expires is not None]
-    active, pending = single(records, "active"), single(records, "pending")
-    due = active.activated + policy.rotate_every_s if active and active.activated is not None else None
+    pending = single(records, "pending")
+    due = rotation_due(single(records, "active"), policy)
     if pending is not None:
         ready = promotable_from(pending, policy)
         if ready is not None:  # else the next publish is due: it is retried at every step

@@ -24,7 +24,7 @@ from jwksd.aws.retry import NO_RETRIES
 from jwksd.config import DynamoDBSourceConfig
 from jwksd.errors import AwsError, RotationError, SourceError
 from jwksd.metrics import Metrics, RegistryTimes
-from jwksd.rotation.policy import Policy, plan, single
+from jwksd.rotation.policy import Policy, next_change, single
 from jwksd.sources import Document, Fetch
 
 if TYPE_CHECKING:
@@ -105,6 +105,6 @@ class DynamoDBSource:
 def registry_times(records: Sequence[KeyRecord], head: RegistryHead | None) -> RegistryTimes:
     """The times the rotation gauges are computed from; the next due change by the head's policy (none without)."""
     active, pending = single(records, "active"), single(records, "pending")
-    due = None if head is None else plan(records, int(time.time()), Policy.of(head.policy)).next_due
+    due = None if head is None else next_change(records, Policy.of(head.policy))
     return RegistryTimes(active_since=None if active is None else active.activated,
                          next_published_since=None if pending is None else pending.first_published, next_due=due)
