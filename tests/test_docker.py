@@ -1,9 +1,11 @@
 """The Docker sidecar without a Docker engine: the Dockerfile parses and says what it must, and the wheel its
 build stage makes runs the way the image runs it (only JWKSD_* variables, an unprivileged numeric user,
-nothing writable but the state directory), answering /readyz and the image's HEALTHCHECK."""
+nothing writable but the state directory), answering /readyz and the image's HEALTHCHECK; and the signer's
+sidecar form (docs/signer.md) from the same wheel, its socket shared with the app's group only."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import os
@@ -19,13 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from dockerfile_parse import DockerfileParser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from jwksd.config import RotationConfig
 from tests.conftest import free_port
-from tests.daemon_process import Daemon
+from tests.daemon_process import DUMMY_AWS, Daemon, toml_config, wait_until
 from tests.keys import jwk_set, rsa_jwk, rsa_key
+from tests.rotation_helpers import keyring, rotation_config
+from tests.signer_helpers import active_registry, rotation_table
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTRUCTIONS = {"FROM", "ARG", "WORKDIR", "COPY", "RUN", "ENV", "USER", "VOLUME", "EXPOSE", "STOPSIGNAL",
@@ -221,3 +227,78 @@ def test_wheel_serves_as_nobody_with_only_jwksd_variables(installed: Path, docke
             daemon.kill()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def sidecar_compose() -> dict[str, Any]:
+    """The compose example of docs/signer.md: the signer and an app sharing the socket's volume."""
+    from tests.markdown import Document
+
+    (text,) = [s.text for s in Document.read(ROOT / "docs" / "signer.md").snippets
+               if s.kind == "yaml" and "signer-socket" in s.text]
+    compose: dict[str, Any] = yaml.safe_load(text)
+    return compose
+
+
+def as_user(user: str, groups: list[str], *argv: str) -> list[str]:
+    uid, _, gid = user.partition(":")
+    joined = [f"--groups={','.join(groups)}"] if groups else ["--clear-groups"]
+    return [SETPRIV, f"--reuid={uid}", f"--regid={gid}", *joined, "--no-new-privs", *argv]
+
+
+def test_signer_sidecar_shares_its_socket_with_the_app_only(installed: Path, dockerfile: DockerfileParser,
+                                                            moto_endpoint: str) -> None:
+    """docs/signer.md's compose form from the wheel: the signer as its user, the app in its group signs, others not."""
+    compose = sidecar_compose()
+    signer_service, app = compose["services"]["signer"], compose["services"]["app"]
+    options = dict(item.split("=") for item in compose["volumes"]["signer-socket"]["driver_opts"]["o"].split(","))
+    assert signer_service["command"] == ["signer"] and app["group_add"] == [signer_service["user"].split(":")[1]]
+    config = rotation_config(moto_endpoint)
+    asyncio.run(_active_registry(config))
+    work = Path(tempfile.mkdtemp(prefix="jwksd-sidecar-"))
+    try:
+        work.chmod(0o755)
+        volume = work / "run-jwksd-signer"  # the volume both containers mount at /run/jwksd-signer
+        volume.mkdir()
+        os.chown(volume, int(options["uid"]), int(options["gid"]))
+        volume.chmod(int(options["mode"], 8))
+        socket_path = volume / "signer.sock"
+        toml = work / "signer.toml"
+        toml.write_text(toml_config({"rotation": rotation_table(config, moto_endpoint),
+                                     "signer": {"socket": str(socket_path), "metrics_listen": "off"}}))
+        toml.chmod(0o644)
+        env = {**dockerfile.envs, **DUMMY_AWS, "JWKSD_CONFIG": str(toml)}
+        health = [word.replace("/run/jwksd-signer/signer.sock", str(socket_path))
+                  for word in signer_service["healthcheck"]["test"][1:]]
+        with (work / "signer.log").open("wb") as log:
+            signer = subprocess.Popen(as_user(signer_service["user"], [], str(installed / "bin" / "jwksd"),
+                                              *signer_service["command"]), env=env, cwd=work, stdout=log,
+                                      stderr=subprocess.STDOUT)
+        try:
+            wait_until(lambda: subprocess.run(as_user(signer_service["user"], [], *health), capture_output=True,
+                                              env={**env, "PATH": str(installed / "bin")}, timeout=10,
+                                              check=False).returncode == 0, "the compose health check to pass")
+            assert oct(socket_path.stat().st_mode & 0o777) == "0o660"
+            curl = ["curl", "-s", "--unix-socket", str(socket_path), "-d", '{"claims": {"sub": "app"}}',
+                    "http://signer/v1/sign"]
+            signed = subprocess.run(as_user(app["user"], app["group_add"], *curl), capture_output=True, text=True,
+                                    timeout=10, check=True)
+            assert json.loads(signed.stdout)["token"].count(".") == 2
+            stranger = subprocess.run(as_user("1001:1001", [], *curl), capture_output=True, timeout=10, check=False)
+            assert (stranger.returncode, stranger.stdout) == (7, b"")  # curl: could not connect (EACCES)
+            signer.terminate()
+            assert signer.wait(15) == 0
+        finally:
+            signer.kill()
+            signer.wait()
+        lines = [json.loads(line) for line in (work / "signer.log").read_text().splitlines() if line.startswith("{")]
+        (audit,) = [line for line in lines if line["event"] == "token_signed"]
+        assert (audit["sub"], audit["uid"], audit["gid"]) == ("app", int(app["user"].split(":")[0]),
+                                                             int(app["user"].split(":")[1]))
+        assert not socket_path.exists()  # removed on the way out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _active_registry(config: RotationConfig) -> None:
+    async with keyring(config, publish=True) as ring:
+        await active_registry(ring, f"{config.private_secret_prefix}/public")

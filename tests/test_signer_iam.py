@@ -1,16 +1,21 @@
-"""The signer's least-privilege IAM policies (config/iam/): their shape, and that IAM accepts them."""
+"""The signer's least-privilege IAM policies (config/iam/): their shape, that IAM accepts them, and that they
+grant every AWS call a real signer makes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jwksd.config.model import RotationConfig
 from tests.conftest import REGION
+from tests.rotation_helpers import keyring, rotation_config
+from tests.signer_helpers import SignerProcess, active_registry, rotation_table
 
 IAM_DIR = Path(__file__).resolve().parent.parent / "config" / "iam"
 POLICIES = {"kms": IAM_DIR / "jwksd-signer-kms.json", "local": IAM_DIR / "jwksd-signer-local.json"}
@@ -69,3 +74,29 @@ def test_iam_accepts_the_policy(backend: str, moto_endpoint: str) -> None:
         assert created["Policy"]["PolicyName"] == name
     finally:
         iam.delete_policy(PolicyArn=created["Policy"]["Arn"])
+
+
+SERVICE_OF = {"GetItem": "dynamodb", "Query": "dynamodb", "Scan": "dynamodb", "Sign": "kms", "GetPublicKey": "kms",
+              "GetSecretValue": "secretsmanager"}
+
+
+@pytest.mark.parametrize("backend", sorted(POLICIES))
+def test_the_policy_covers_every_call_of_a_real_signer(backend: str, moto_endpoint: str, tmp_path: Path) -> None:
+    """A real signer that starts and signs on each backend makes only AWS calls its policy grants (its own metrics)."""
+    config = rotation_config(moto_endpoint, backend=backend)
+    asyncio.run(_active_registry(config))
+    signer = SignerProcess.start(tmp_path, rotation_table(config, moto_endpoint))
+    try:
+        signer.sign({"sub": "iam"})
+        _, _, text = signer.metrics_get("/metrics")
+    finally:
+        signer.kill()
+    made = {f"{SERVICE_OF[sample.labels['operation']]}:{sample.labels['operation']}"
+            for family in text_string_to_metric_families(text.decode()) for sample in family.samples
+            if sample.name == "jwksd_signer_aws_calls_total" and sample.value > 0}
+    assert made and made <= set(EXPECTED[backend]), made
+
+
+async def _active_registry(config: RotationConfig) -> None:
+    async with keyring(config, publish=True) as ring:
+        await active_registry(ring, f"{config.private_secret_prefix}/public")
