@@ -128,11 +128,13 @@ async def test_status_is_on_the_public_listener_only_when_configured(aiohttp_cli
 
 async def test_registry_of_rotation_is_read_at_most_once_per_cache(aiohttp_client: Any, moto_endpoint: str,
                                                                    secrets: Secrets, clock: FakeClock) -> None:
-    """With [rotation] and no dynamodb source, page views share one Scan per CACHE_S; the next due change is named."""
+    """With [rotation] and no dynamodb source, page views share one Scan per CACHE_S; the stored policy is shown,
+    with what this host's file sets differently."""
     rotation = rotation_config(moto_endpoint)
     async with keyring(rotation) as ring:
-        await rotate(ring, int(clock.wall) - 3 * DAY)
-    config = replace(sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))), rotation=rotation)
+        await rotate(ring, int(clock.wall) - 3 * DAY)  # the first rotate stores the policy in the head
+    mine = replace(rotation, rotate_every_s=7 * DAY, explicit=frozenset({"rotate_every_s"}))
+    config = replace(sm_config(secrets.endpoint, secrets.create(jwk_set(key(0)))), rotation=mine)
     client = await start(aiohttp_client, config, clock=clock)
     status = await side(aiohttp_client, client)
     first = await (await status.get("/status.json")).json()
@@ -143,7 +145,13 @@ async def test_registry_of_rotation_is_read_at_most_once_per_cache(aiohttp_clien
     assert [(k["version"], k["status"]) for k in registry["keys"]] == [(1, "pending")]
     assert registry["policy"] == {
         "rotate_every_s": rotation.rotate_every_s, "publish_ahead_s": rotation.publish_ahead_s,
-        "retire_grace_s": rotation.retire_grace_s, "from": "config"}
+        "retire_grace_s": rotation.retire_grace_s, "max_token_lifetime_s": 3600, "alg": "ES256",
+        "key_spec": "ECC_NIST_P256", "from": "registry"}
+    assert registry["policy_differences"] == [
+        {"setting": "rotation.rotate_every_s", "config": 7 * DAY, "registry": rotation.rotate_every_s}]
+    assert registry["revision"] >= 1
+    _, _, page = await get(status, "/status")
+    assert "This host's [rotation] disagrees with the registry" in page and "(from the registry)" in page
     clock.advance(CACHE_S)
     await (await status.get("/status.json")).read()
     assert metric(client, "jwksd_aws_calls_total", operation="Scan", code="ok") == 2

@@ -28,7 +28,7 @@ def document(*, keys: int, changed: int, registry: int, kid: str = "k") -> dict[
             {"at": NOW - i, "outcome": "success", "added": kids[:changed], "removed": kids[:changed],
              "served": "fresh", "duration_ms": 3.2} for i in range(HISTORY)]},
         "registry": {"table": "jwksd-keys", "read_at": NOW, "read_by": "source", "last_error": None, "policy": None,
-                     "next_change": None, "keys": [
+                     "revision": None, "policy_differences": [], "next_change": None, "keys": [
                          {"version": v, "kid": f"{kid}{v}", "status": "expired", "alg": "ES256", "backend": "kms",
                           "created": NOW - (registry - v + 2) * 30 * DAY, "published": None, "activated": None,
                           "retired": None, "expires": None, "expired": NOW - (registry - v) * 30 * DAY,

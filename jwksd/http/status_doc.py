@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import hdrs, web
 
 from jwksd import __version__
+from jwksd.aws.head import POLICY_FIELDS
 from jwksd.config import LiveConfig
 from jwksd.config.source_model import SOURCE_CLASSES
 from jwksd.http.health import Health, public_only
@@ -132,9 +133,11 @@ def _registry(view: RegistryView, now: float) -> dict[str, Any]:
     change = view.next_change(now)
     return {
         "table": view.table, "read_at": view.read_at, "read_by": view.read_by, "last_error": _error(view.error),
-        "policy": None if policy is None else {"rotate_every_s": policy.rotate_every_s,
-                                               "publish_ahead_s": policy.publish_ahead_s,
-                                               "retire_grace_s": policy.retire_grace_s, "from": view.policy_from},
+        "policy": None if policy is None else {**{name: getattr(policy, name) for name in POLICY_FIELDS},
+                                               "from": view.policy_from},
+        "revision": None if view.head is None else view.head.revision,
+        "policy_differences": [{"setting": f"rotation.{name}", "config": mine, "registry": stored}
+                               for name, mine, stored in view.differences()],
         "next_change": None if change is None else {"at": change.at, "change": change.change},
         "keys": [{"version": r.version, "kid": r.kid, "status": r.status, "alg": r.alg, "backend": r.backend,
                   "created": r.created, "published": r.first_published, "activated": r.activated,

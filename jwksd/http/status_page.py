@@ -167,10 +167,19 @@ def _registry(registry: Mapping[str, Any], now: float) -> str:
     error = registry["last_error"]
     failed = "" if error is None else (f'<p class="err">Last read failed: <code>{escape(error["code"])}</code> '
                                        f'{escape(error.get("message", ""))} {when(error["at"], now)}</p>')
-    rules = ('<span class="muted">no policy known here (no [rotation] table)</span>' if policy is None else
+    rules = ('<span class="muted">none known: the registry stores none and there is no [rotation] table</span>'
+             if policy is None else
              f'rotate every {duration(policy["rotate_every_s"])}, publish ahead {duration(policy["publish_ahead_s"])}'
-             f', retire grace {duration(policy["retire_grace_s"])} <span class="muted">(from {policy["from"]})'
+             f', retire grace {duration(policy["retire_grace_s"])}, tokens up to '
+             f'{duration(policy["max_token_lifetime_s"])}, {escape(policy["key_spec"])} {escape(policy["alg"])} '
+             f'<span class="muted">(from the {"registry" if policy["from"] == "registry" else "[rotation] table"})'
              "</span>")
+    differ = registry["policy_differences"]
+    if differ:
+        rules += ('<br><span class="err" id="policy-differences">This host\'s [rotation] disagrees with the registry '
+                  '(rotators and signers refuse such a file): ' + "; ".join(
+                      f'{escape(d["setting"])} = {escape(str(d["config"]))}, registry {escape(str(d["registry"]))}'
+                      for d in differ) + "</span>")
     change = registry["next_change"]
     upcoming = "" if change is None else (f'<p id="next-change">Next due change: <b>{escape(change["change"])}</b> '
                                           f'{when(change["at"], now)}</p>')

@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from jwksd import aws
-from jwksd.aws.registry import KeyRecord, RegistryReader
+from jwksd.aws.registry import KeyRecord, RegistryHead, RegistryPolicy, RegistryReader
 from jwksd.aws.retry import NO_RETRIES
-from jwksd.config import Config, DynamoDBSourceConfig
+from jwksd.config import Config, DynamoDBSourceConfig, RotationConfig
 from jwksd.errors import AwsError, RotationError
+from jwksd.rotation.head import differences, policy_of
 from jwksd.rotation.policy import Policy, plan, single
 from jwksd.sources import Source
 from jwksd.status import ErrorInfo
@@ -47,21 +48,38 @@ class NextChange:
 
 @dataclass(frozen=True)
 class RegistryView:
-    """What the page shows of the registry: its records oldest first, when they were read, the policy in force."""
+    """What the page shows of the registry: its head and records as of ``read_at``, and this host's [rotation]."""
 
     table: str
     records: tuple[KeyRecord, ...] = ()
     read_at: float | None = None  # wall time of the read shown
     read_by: str = "status"  # "source": the dynamodb source's last Scan; "status": a read for the page
-    policy: Policy | None = None
-    policy_from: str | None = None  # "config": the [rotation] table of this daemon's config
+    head: RegistryHead | None = None
     error: ErrorInfo | None = None
+    rotation: RotationConfig | None = None  # this daemon's [rotation], if any
+
+    @property
+    def policy(self) -> RegistryPolicy | None:
+        """The policy in force: the registry's stored one, else (a registry without a head) this host's [rotation]."""
+        if self.head is not None:
+            return self.head.policy
+        return None if self.rotation is None else policy_of(self.rotation)
+
+    @property
+    def policy_from(self) -> str | None:
+        return "registry" if self.head is not None else ("config" if self.rotation is not None else None)
+
+    def differences(self) -> list[tuple[str, Any, Any]]:
+        """(key, this host's value, the stored one) for each value this host's [rotation] sets differently."""
+        return [] if self.head is None or self.rotation is None else differences(self.rotation, self.head.policy)
 
     def next_change(self, now: float) -> NextChange | None:
         """When the next step changes something, and what it does then (None: no policy, or nothing due)."""
-        if self.policy is None:
+        policy = self.policy
+        if policy is None:
             return None
-        due = plan(self.records, int(now), self.policy).next_due
+        lifecycle = Policy(policy.rotate_every_s, policy.publish_ahead_s, policy.retire_grace_s)
+        due = plan(self.records, int(now), lifecycle).next_due
         if due is None:
             return None
         for record in self.records:
@@ -92,32 +110,34 @@ class RegistryWatch:
         if where is None:
             return None
         table, endpoint = where
-        policy, policy_from = (Policy.of(config.rotation), "config") if config.rotation else (None, None)
         read = self.source_read()
         if read is not None and read.table == table:
-            return RegistryView(table, read.records, read.at, "source", policy, policy_from)
+            return RegistryView(table, read.records, read.at, "source", read.head, rotation=config.rotation)
         async with self._lock:  # one read at a time: a burst of page views makes one Scan
             last = self._last
-            if last is not None and last.table == table and self.clock.time() - self._tried_at < CACHE_S:
-                return RegistryView(table, last.records, last.read_at, "status", policy, policy_from, last.error)
-            self._tried_at = self.clock.time()  # a failed read is not retried sooner either: no AWS call per view
-            try:
-                async with asyncio.timeout(READ_TIMEOUT_S):  # not wait_for: see local_file.read_file
-                    records = await (await self._open(table, endpoint)).records()
-                self._last = RegistryView(table, tuple(records), self.clock.time())
-            except TimeoutError:
-                self._failed(table, "timeout", f"no answer within {READ_TIMEOUT_S:g}s")
-            except (AwsError, RotationError) as exc:
-                self._failed(table, exc.code, exc.message)
+            if last is None or last.table != table or self.clock.time() - self._tried_at >= CACHE_S:
+                await self._read(table, endpoint)
             last = self._last
             assert last is not None
-            return RegistryView(table, last.records, last.read_at, "status", policy, policy_from, last.error)
+            return replace(last, rotation=config.rotation)
+
+    async def _read(self, table: str, endpoint: aws.Endpoint) -> None:
+        """One Scan of the head and records (bounded by READ_TIMEOUT_S); a failure keeps what was read before."""
+        self._tried_at = self.clock.time()  # a failed read is not retried sooner either: no AWS call per view
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):  # not wait_for: see local_file.read_file
+                head, records = await (await self._open(table, endpoint)).scan()
+            self._last = RegistryView(table, tuple(records), self.clock.time(), head=head)
+        except TimeoutError:
+            self._failed(table, "timeout", f"no answer within {READ_TIMEOUT_S:g}s")
+        except (AwsError, RotationError) as exc:
+            self._failed(table, exc.code, exc.message)
 
     def _failed(self, table: str, code: str, message: str) -> None:
         """Keep the records last read (if any) and when; show the error beside them until the next read."""
         log.warning("status_registry_read_failed", table=table, code=code, message=message)
         kept = self._last if self._last is not None and self._last.table == table else RegistryView(table)
-        self._last = RegistryView(table, kept.records, kept.read_at, error=ErrorInfo(code, message, self.clock.time()))
+        self._last = replace(kept, error=ErrorInfo(code, message, self.clock.time()))
 
     async def _open(self, table: str, endpoint: aws.Endpoint) -> RegistryReader:
         """The reader for ``table`` at ``endpoint``, its client opened once (again after a reload changes them)."""
@@ -142,6 +162,7 @@ class DynamoDBSourceRead:
     """The dynamodb source's last Scan: its table, every record, and when."""
 
     table: str
+    head: RegistryHead | None
     records: tuple[KeyRecord, ...]
     at: float
 
@@ -168,6 +189,6 @@ def source_read(sources: Iterable[Source]) -> DynamoDBSourceRead | None:
         if isinstance(inner, DynamoDBSource):
             if inner.last_read is None:
                 return None
-            at, records = inner.last_read
-            return DynamoDBSourceRead(inner.config.table, records, at)
+            at, head, records = inner.last_read
+            return DynamoDBSourceRead(inner.config.table, head, records, at)
     return None

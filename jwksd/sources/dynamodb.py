@@ -48,8 +48,8 @@ class DynamoDBSource:
         self._kms = kms
         self._stack = stack
         self._public: dict[str, dict[str, Any]] = {}
-        # Every record of the last scan and when (wall time): the status page draws them without a second Scan.
-        self.last_read: tuple[float, tuple[KeyRecord, ...]] | None = None
+        # When (wall time), the head and every record of the last scan: the status page draws them without a Scan.
+        self.last_read: tuple[float, RegistryHead | None, tuple[KeyRecord, ...]] | None = None
 
     @classmethod
     async def open(cls, config: DynamoDBSourceConfig, metrics: Metrics) -> DynamoDBSource:
@@ -71,7 +71,7 @@ class DynamoDBSource:
     async def fetch(self) -> Fetch:
         try:
             head, every = await self.registry.scan()
-            self.last_read = (time.time(), tuple(every))
+            self.last_read = (time.time(), head, tuple(every))
             self.metrics.rotation.times[self.name] = registry_times(every, head)
             records = published(every)
             keys = [jwk for jwk in [await self._jwk(record) for record in records] if jwk is not None]
