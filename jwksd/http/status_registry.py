@@ -125,8 +125,9 @@ class RegistryWatch:
         """One Scan of the head and records (bounded by READ_TIMEOUT_S); a failure keeps what was read before."""
         self._tried_at = self.clock.time()  # a failed read is not retried sooner either: no AWS call per view
         try:
+            reader = await self._open(table, endpoint)  # local work (botocore's models), once: not AWS's time
             async with asyncio.timeout(READ_TIMEOUT_S):  # not wait_for: see local_file.read_file
-                head, records = await (await self._open(table, endpoint)).scan()
+                head, records = await reader.scan()
             self._last = RegistryView(table, tuple(records), self.clock.time(), head=head)
         except TimeoutError:
             self._failed(table, "timeout", f"no answer within {READ_TIMEOUT_S:g}s")
