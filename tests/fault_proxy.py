@@ -52,6 +52,7 @@ class FaultProxy:
         self.message: str | None = None  # the AWS error's own text; "injected <type>" when None
         # When set, only requests for these operations (X-Amz-Target's action) get the fault; the rest pass.
         self.operations: frozenset[str] = frozenset()
+        self.times: int | None = None  # when set, only this many more requests get the fault
         self.latency_s = latency_s  # beyond jwksd's read timeout, then forwarded
         self.endless_s = endless_s  # how long an endless response trickles before the proxy gives up
         self.attempts: list[Attempt] = []
@@ -88,6 +89,8 @@ class FaultProxy:
         action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
         if self.operations and action not in self.operations:
             fault = None
+        elif fault is not None and self.times is not None:
+            fault, self.times = (fault, self.times - 1) if self.times > 0 else (None, 0)
         self.attempts.append(Attempt(time.monotonic(), _stage_of(body), fault))
         if fault is None:
             return await self._forward(request, body)

@@ -13,7 +13,7 @@ import structlog
 from jwksd.__main__ import main
 from jwksd.aws.registry import KeyRecord, RegistryHead
 from jwksd.config import RefreshConfig
-from jwksd.errors import ConfigError, RotationError
+from jwksd.errors import ConfigError, RegistryConflict, RotationError
 from jwksd.rotation.head import check_policy, policy_of
 from jwksd.rotation.keyring import open_keyring
 from tests.rotation_helpers import T0, keyring, rotation_config
@@ -87,6 +87,13 @@ async def test_every_write_bumps_the_revision_and_keeps_the_pointers(moto_endpoi
         assert [(r.version, r.status) for r in await registry.records()] == [
             (1, "expired"), (2, "active"), (3, "revoked")]
         assert await registry.record(2) == replace(key(2, "active"), activated=T0 + 3)
+        head = await registry.head()
+        assert head is not None
+        with pytest.raises(RegistryConflict, match="changing the policy at revision 7 in "):
+            await registry.set_policy(replace(head.policy, max_token_lifetime_s=60), 7)  # read before the revoke
+        await registry.set_policy(replace(head.policy, max_token_lifetime_s=60), 8)
+        assert await registry.head() == replace(head, policy=replace(head.policy, max_token_lifetime_s=60),
+                                                revision=9)
 
 
 async def test_a_write_without_a_head_is_named(moto_endpoint: str) -> None:
@@ -116,11 +123,14 @@ async def test_the_first_rotate_stores_the_head(moto_endpoint: str, tmp_path: Pa
         await ring.registry.create_table()
     path = tmp_path / "rotate.toml"
     path.write_text(f'[rotation]\ntable = "{config.table}"\nkey_spec = "ECC_NIST_P256"\n')
+    policy = ("rotate_every_s=2592000 publish_ahead_s=1500 retire_grace_s=172800 max_token_lifetime_s=3600 alg=ES256 "
+              "key_spec=ECC_NIST_P256")
+    assert (await asyncio.to_thread(run, capsys, path, "policy"))[:2] == (0, (
+        f"no policy stored in {config.table} yet: `jwksd keys policy --apply`, `jwksd keys init-table` or the "
+        f"first `jwksd keys rotate` stores this one: {policy}\n"))
     code, out, _ = await asyncio.to_thread(run, capsys, path, "rotate")
     lines = out.splitlines()
-    assert code == 0 and lines[0] == (
-        f"stored the policy in {config.table}: rotate_every_s=2592000 publish_ahead_s=1500 retire_grace_s=172800 "
-        "max_token_lifetime_s=3600 alg=ES256 key_spec=ECC_NIST_P256")
+    assert code == 0 and lines[0] == f"stored the policy in {config.table}: {policy}"
     assert lines[1].startswith("created v1 kid=")
     async with open_keyring(config) as ring:
         head = await ring.registry.head()

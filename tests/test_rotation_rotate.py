@@ -21,7 +21,8 @@ from jwksd.rotation.clock import check_clock, clock_skew
 from jwksd.rotation.report import write_report
 from jwksd.rotation.rotate import iso, rotate
 from tests.conftest import REGION
-from tests.rotation_helpers import DAY, T0, keyring, rotation_config
+from tests.fault_proxy import start_proxy
+from tests.rotation_helpers import DAY, T0, key_state, keyring, rotation_config
 
 P = 1500
 RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "prometheus"
@@ -113,3 +114,20 @@ def test_overdue_and_failing_alerts_pass_promtool(tmp_path: Path) -> None:
         family.name for family in Metrics().registry.collect()}  # the daemon's, the dynamodb source's gauges too
     used = set(re.findall(r"\bjwksd_[a-z_]+", (RULES_DIR / "rotation-alerts.yml").read_text()))
     assert used <= written, used - written
+
+
+async def test_a_lost_answer_to_the_registry_write_keeps_the_key(moto_endpoint: str) -> None:
+    """When the answer to a new key's registry write is lost and the retry finds the item its creation id made,
+    the key stays recorded and usable, not deleted as another rotator's loss."""
+    proxy = await start_proxy(moto_endpoint)  # between the rotator and DynamoDB; KMS is reached directly
+    try:
+        async with keyring(rotation_config(moto_endpoint, dynamodb_endpoint_url=proxy.url)) as ring:
+            proxy.fault, proxy.operations, proxy.times = "truncated", frozenset({"TransactWriteItems"}), 1
+            result = await rotate(ring, T0)
+            assert [a.fault for a in proxy.attempts if a.fault] == ["truncated"]
+            (record,) = await ring.registry.records()
+            assert result.lines[0].startswith(f"created v1 kid={record.kid} state=pending key={record.key_ref}")
+            assert not result.conflict and record.creation_id is not None
+            assert key_state(moto_endpoint, record.key_ref) == "Enabled"
+    finally:
+        await proxy.close()

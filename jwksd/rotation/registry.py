@@ -13,6 +13,7 @@ revision it was read at.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +113,11 @@ class Registry(RegistryReader):
         }}
 
     async def _transact(self, what: str, items: list[TransactWriteItemTypeDef]) -> None:
-        await self._write(what, "TransactWriteItems", lambda db: db.transact_write_items(TransactItems=items))
+        # One token for every attempt: a retry after a lost response is then the same request to DynamoDB,
+        # which answers success instead of failing the conditions its first attempt already changed.
+        token = uuid.uuid4().hex
+        await self._write(what, "TransactWriteItems", lambda db: db.transact_write_items(
+            TransactItems=items, ClientRequestToken=token))
 
     def _update(self, record: KeyRecord, expected: Status, values: Mapping[str, str | int]
                 ) -> TransactWriteItemTypeDef:

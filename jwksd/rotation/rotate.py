@@ -155,6 +155,9 @@ async def create_key(ring: Keyring, version: int, now: int, result: StepResult, 
     try:
         await ring.registry.add(record)
     except RegistryConflict:
-        await ring.backend.destroy(new.key_ref, ring.config.deletion_window_days)  # never recorded, never used
-        raise
+        mine = await ring.registry.record(version)
+        if mine is None or mine.creation_id != creation_id:
+            await ring.backend.destroy(new.key_ref, ring.config.deletion_window_days)  # never recorded, never used
+            raise
+        # The write went through and its answer was lost: the retry found its own item. The key is recorded.
     result.say("created", record, state="pending", key=new.key_ref, promotable_from=ready)
