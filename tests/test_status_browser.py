@@ -143,6 +143,8 @@ def test_status_page_in_chromium(states: dict[str, Any]) -> None:
         assert lefts == sorted(lefts), bar
     assert [bar["ends"] for bar in bars] == [["expired"], [], [], ["revoked"], [], []]
     assert registry["now"] is not None and "version 2 expires" in registry["next"]
+    assert "rotate every 10d, publish ahead 25m, retire grace 7d, tokens up to 1h, ECC_NIST_P256 ES256 (from the " \
+           "registry)" in registry["text"]
 
 
 def status_command(url: str) -> tuple[int, str]:
