@@ -122,6 +122,9 @@ def summary(doc: Mapping[str, Any], paint: Paint) -> str:
         change = registry["next_change"]
         if change is not None:
             lines.append(f"{'next':<10}{change['change']} at {iso_time(change['at'])} ({relative(change['at'], now)})")
+        for differ in registry.get("policy_differences", []):
+            lines.append(f"{'':<10}" + paint(f"this host's {differ['setting']} = {differ['config']}, the registry "
+                                             f"holds {differ['registry']}", "red"))
         if registry["last_error"] is not None:
             lines.append(f"{'':<10}{paint('last read failed: ' + registry['last_error']['code'], 'red')}")
     return "\n".join(lines) + "\n"

@@ -193,3 +193,25 @@ async def test_served_since_survives_a_restart_on_last_known_good(aiohttp_client
     doc = await (await again.get("/status.json")).json()
     assert (doc["served"]["rung"], doc["served"]["keys"][0]["since"]) == ("last-known-good", served_at)
     assert doc["served"]["keys"][0]["sources"] == ["last-known-good"]
+
+
+async def test_dynamodb_source_registry_costs_no_scan(aiohttp_client: Any, moto_endpoint: str,
+                                                      clock: FakeClock) -> None:
+    """On the dynamodb source the page draws the head and keys of the source's last Scan: a view makes no AWS call."""
+    from tests.test_sources_dynamodb import daemon_config
+
+    rotation = rotation_config(moto_endpoint)
+    async with keyring(rotation) as ring:
+        for at in (int(clock.wall) - 2 * DAY, int(clock.wall) - DAY):
+            await rotate(ring, at)
+    client = await start(aiohttp_client, daemon_config(moto_endpoint, rotation.table), clock=clock)
+    scans = metric(client, "jwksd_aws_calls_total", operation="Scan", code="ok")
+    status = await side(aiohttp_client, client)
+    registry = (await (await status.get("/status.json")).json())["registry"]
+    await (await status.get("/status")).read()
+    assert metric(client, "jwksd_aws_calls_total", operation="Scan", code="ok") == scans == 1
+    assert (registry["read_by"], registry["policy"]["from"], registry["policy_differences"]) == ("source", "registry",
+                                                                                                 [])
+    assert [(k["version"], k["status"]) for k in registry["keys"]] == [(1, "active"), (2, "pending")]
+    assert registry["next_change"] == {"at": registry["keys"][0]["activated"] + rotation.rotate_every_s,
+                                       "change": "version 2 becomes active"}
