@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import io
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +21,7 @@ from jwksd.http.status_page import CSP, CSS
 from jwksd.http.status_registry import CACHE_S
 from jwksd.rotation.rotate import rotate
 from jwksd.status import HISTORY
+from jwksd.status_cli import run_status
 from tests.conftest import FakeClock, Secrets, endpoint_of
 from tests.daemon_helpers import refresh_now, sm_config, start
 from tests.keys import jwk_set, key
@@ -152,6 +155,10 @@ async def test_registry_of_rotation_is_read_at_most_once_per_cache(aiohttp_clien
     assert registry["revision"] >= 1
     _, _, page = await get(status, "/status")
     assert "This host's [rotation] disagrees with the registry" in page and "(from the registry)" in page
+    out = io.StringIO()
+    assert await asyncio.to_thread(run_status, str(status.make_url("")), None, out=out, environ={}) == 0
+    assert f"this host's rotation.rotate_every_s = {7 * DAY}, the registry holds {rotation.rotate_every_s}" \
+           in out.getvalue()
     clock.advance(CACHE_S)
     await (await status.get("/status.json")).read()
     assert metric(client, "jwksd_aws_calls_total", operation="Scan", code="ok") == 2
