@@ -41,6 +41,22 @@ class Demo:
         wait_until(lambda: http_get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200, "the demo to be ready")
 
 
+def shell_prelude(demo: Demo) -> str:
+    """Strict bash, and a ``sleep`` that makes the demo refresh now and waits until it has (within 20 s)."""
+    # `sleep 30` waits for the demo's next refresh: here the demo is told to refresh (SIGUSR1) and the wait
+    # ends when its refresh counter moves, within 20 s.
+    return f"""set -euo pipefail
+refreshes() {{
+  curl -sf http://127.0.0.1:{demo.metrics_port}/metrics | awk '/^jwksd_refreshes_total/ {{s += $2}} END {{print s}}'
+}}
+sleep() {{
+  local before; before=$(refreshes); kill -USR1 {demo.process.pid}
+  for _ in $(seq 400); do [ "$(refreshes)" != "$before" ] && return 0; command sleep 0.05; done
+  echo "the demo did not refresh" >&2; return 1
+}}
+"""
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     demo = Demo(tmp_path)
@@ -55,18 +71,7 @@ def test_the_walk_through_works_against_the_demo(demo: Demo, tmp_path: Path) -> 
     script = (walkthrough().replace("http://127.0.0.1:PORT", demo.endpoint)
               .replace("127.0.0.1:8080", f"127.0.0.1:{demo.port}")
               .replace("/tmp/rotate.toml", str(tmp_path / "rotate.toml")))
-    # `sleep 30` waits for the demo's next refresh: here the demo is told to refresh (SIGUSR1) and the wait
-    # ends when its refresh counter moves, within 20 s.
-    prelude = f"""set -euo pipefail
-refreshes() {{
-  curl -sf http://127.0.0.1:{demo.metrics_port}/metrics | awk '/^jwksd_refreshes_total/ {{s += $2}} END {{print s}}'
-}}
-sleep() {{
-  local before; before=$(refreshes); kill -USR1 {demo.process.pid}
-  for _ in $(seq 400); do [ "$(refreshes)" != "$before" ] && return 0; command sleep 0.05; done
-  echo "the demo did not refresh" >&2; return 1
-}}
-"""
+    prelude = shell_prelude(demo)
     result = subprocess.run(["bash", "-c", prelude + script], cwd=ROOT, capture_output=True, text=True, timeout=180,
                             env={name: value for name, value in base_env().items() if not name.startswith("AWS_")},
                             check=False)
