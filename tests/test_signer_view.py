@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import jwt
 import pytest
 
 from jwksd.config import RotationConfig, SignerConfig
@@ -13,6 +15,8 @@ from jwksd.rotation.incident import promote_now, revoke
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.policy import single
 from jwksd.signer.app import Signer, open_signer
+from jwksd.signer.claims import parse, unsigned
+from jwksd.validate.encoding import b64u_encode
 from tests.rotation_helpers import T0, keyring, rotation_config
 from tests.signer_helpers import P, active_registry
 
@@ -83,3 +87,21 @@ async def test_local_keys_are_read_once_and_dropped_on_revoke(moto_endpoint: str
         assert not view.keys.prepared(key) and view.signing_key().kid != key.kid
         with pytest.raises(RotationError, match=f"^key_unprepared: registry version 1 kid={key.kid} is not ready"):
             await view.keys.sign(key, b"a.b")
+
+
+@pytest.mark.parametrize(("backend", "key_spec", "alg"), [
+    ("local", "RSA_2048", "PS256"), ("local", "ECC_NIST_P384", "ES384"), ("kms", "RSA_2048", "RS256")])
+async def test_each_algorithm_the_policy_names(moto_endpoint: str, backend: str, key_spec: str, alg: str) -> None:
+    """The signer signs with the algorithm the registry's policy names, and PyJWT verifies it with the public key."""
+    config = rotation_config(moto_endpoint, backend=backend, key_spec=key_spec, alg=alg)
+    async with registry_and_signer(config) as (ring, signer):
+        await signer.view.read()
+        key = signer.view.signing_key()
+        wanted = parse(b'{"claims": {"sub": "svc"}, "ttl_s": 60}')
+        token = unsigned(wanted, key, now=int(time.time()), max_lifetime_s=3600)
+        signature = await signer.view.keys.sign(key, token.signing_input)
+        compact = f"{token.signing_input.decode()}.{b64u_encode(signature)}"
+        public = await ring.backend_for(key).public_jwk(key)
+        assert jwt.decode(compact, jwt.PyJWK(public).key, algorithms=[alg])["sub"] == "svc"
+        assert jwt.get_unverified_header(compact) == {"alg": alg, "kid": key.kid, "typ": "JWT"}
+
