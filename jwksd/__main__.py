@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "signer":
         from jwksd.signer.run import main as run_signer
 
-        return run_signer(args.config)
+        return run_signer(args.config, event_loop)
     return serve(getattr(args, "config", None))
 
 

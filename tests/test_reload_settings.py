@@ -29,8 +29,9 @@ from tests.daemon_process import Daemon, toml_config, wait_until
 from tests.keys import int_b64, jwk_set, key
 from tests.redis_server import RedisServer
 
-# Settings a running `serve` does not use: [rotation] is read by `jwksd keys` only.
-NOT_SERVED = ("rotation.",)
+# Settings a running `serve` does not use: [rotation] is read by `jwksd keys` (and the signer) only,
+# [signer] by `jwksd signer` at its start.
+NOT_SERVED = ("rotation.", "signer.")
 BIG = 5000  # bytes of the http source's document, between the two max_document_bytes values
 
 

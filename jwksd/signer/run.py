@@ -33,8 +33,14 @@ log = structlog.get_logger("jwksd.signer")
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
-def main(path: str | None) -> int:
-    """Entry point of ``jwksd signer``: exit 2 on a configuration the signer cannot run with."""
+LoopChoice = Callable[[str], tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]]
+
+
+def main(path: str | None, event_loop: LoopChoice) -> int:
+    """Entry point of ``jwksd signer``: exit 2 on a configuration the signer cannot run with.
+
+    ``event_loop`` picks the loop for ``server.event_loop`` as ``jwksd serve`` does (uvloop when installed).
+    """
     try:
         config = load_config(path, need_source=False)
         if config.rotation is None:
@@ -45,7 +51,10 @@ def main(path: str | None) -> int:
         return EXIT_USAGE
     configure_logging(config.log.level, config.log.format)
     try:
-        asyncio.run(serve_signer(config))
+        loop_factory, loop_name = event_loop(config.server.event_loop)
+        log.info("event_loop", loop=loop_name, setting=config.server.event_loop)
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve_signer(config))
     except JwksdError as exc:
         print(f"jwksd signer: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE
