@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import chain, contenders, edge, report, scenarios
+from bench import chain, contenders, edge, report, scenarios, signer
 from bench.documents import RESULTS, rsa_document, split_stages
 from bench.source import Moto, Proxy
 
@@ -233,14 +233,21 @@ def memory_and_calls(work: Path, moto: Moto, settings: Settings, loop: str) -> d
         proxy.stop()
 
 
+def signing(work: Path, moto: Moto, settings: Settings, quick: bool) -> dict[str, Any]:
+    """jwksd signer over its socket against in-process signing, KMS Sign and `jwksd keys sign` (bench/signer.py)."""
+    return signer.measure(work, moto.endpoint, rounds=settings.rounds, duration_s=settings.duration_s,
+                          keys_sign_tokens=3 if quick else 5, progress=log)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1",
                         help="one short round of everything (also BENCH_QUICK=1)")
     parser.add_argument("--out", type=Path, default=contenders.ROOT / "BENCHMARKS.md")
     parser.add_argument("--before", metavar="GIT_REF", help="also measure jwksd as of this commit (jwksd-before)")
-    parser.add_argument("--only", choices=["edge"],
-                        help="only this part: edge = nginx caching jwksd against nginx serving the file")
+    parser.add_argument("--only", choices=["edge", "signer"],
+                        help="only this part: edge = nginx caching jwksd against nginx serving the file; "
+                             "signer = jwksd signer's tokens/s")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="only rewrite the tables from a saved run (bench/results/latest.json)")
     args = parser.parse_args()
@@ -253,17 +260,18 @@ def main() -> int:
     started = time.monotonic()
     results: dict[str, Any] = {"settings": asdict(settings), "quick": args.quick, "loops": loops,
                                "machine": report.machine()}
-    if args.only == "edge":
+    if args.only:
         moto = Moto()
         try:
             with tempfile.TemporaryDirectory(prefix="jwksd-bench-") as tmp:
-                results["edge"] = edge_pair(Path(tmp), moto, settings, default_loop)
+                results[args.only] = (edge_pair(Path(tmp), moto, settings, default_loop) if args.only == "edge"
+                                      else signing(Path(tmp), moto, settings, args.quick))
         finally:
             moto.stop()
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "latest-edge.json").write_text(json.dumps(results, indent=1))
+        (RESULTS / f"latest-{args.only}.json").write_text(json.dumps(results, indent=1))
         report.write(args.out, results)
-        log(f"done; wrote the edge section of {args.out}")
+        log(f"done; wrote the {args.only} section of {args.out}")
         return 0
     log("documents: 2 RSA-2048 keys to serve; 100 RSA-4096 keys to validate (generated once, cached)")
     rsa_document(2, 2048)
@@ -288,6 +296,7 @@ def main() -> int:
             results["edge"] = edge_pair(work, moto, settings, default_loop)
             results["degraded"] = degraded(work, moto, settings, default_loop)
             results["soak"] = memory_and_calls(work, moto, settings, default_loop)
+            results["signer"] = signing(work, moto, settings, args.quick)
     finally:
         moto.stop()
     results["elapsed_s"] = round(time.monotonic() - started)

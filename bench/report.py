@@ -317,15 +317,17 @@ def _memory_table(results: Mapping[str, Any]) -> list[str]:
 def write(path: Path, results: Mapping[str, Any]) -> None:
     """Replace the generated parts of ``path`` that ``results`` has (or create the file with a title around them).
 
-    A full run writes both blocks; ``--only edge`` only the nginx one.
+    A full run writes every block; ``--only edge`` only the nginx one, ``--only signer`` only the signer's.
     """
-    from bench import edge
+    from bench import edge, signer
 
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if "throughput" in results:
         text = _replace(text, BEGIN, END, render(results))
     if "edge" in results:
         text = _replace(text, edge.BEGIN, edge.END, edge.render_section(results))
+    if "signer" in results:
+        text = _replace(text, signer.BEGIN, signer.END, signer.render_section(results))
     path.write_text(text)
 
 

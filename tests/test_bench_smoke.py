@@ -89,3 +89,20 @@ def test_edge_section_written_alone(tmp_path: Path) -> None:
     assert "| 200 | 1 | 800 | 1,000 | 0.80x | 1.50 | 1.50 |" in text and text.rstrip().endswith(edge.END)
     report.write(out, results)
     assert out.read_text() == text
+
+
+def test_signer_measured(tmp_path: Path, moto_endpoint: str) -> None:
+    """One short round of the local ES256 signer: its tokens, the in-process and `keys sign` baselines, a table."""
+    from bench import signer
+
+    results = {"signer": signer.measure(tmp_path, moto_endpoint, rounds=1, duration_s=0.3, keys_sign_tokens=1,
+                                        progress=lambda _: None, specs=signer.SIGNERS[:1]),
+               "machine": {"date": "today"}, "settings": {"rounds": 1, "duration_s": 0.3}, "quick": True}
+    (row,) = results["signer"]["rows"]
+    runs = [*row["socket"], *row["paced"], *row["client"]]
+    assert len(runs) == 3 and all(run["tokens"] > 0 and run["errors"] == 0 for run in runs)
+    assert row["baseline"][0]["tokens"] > 0 and row["keys_sign"]["tokens"] == 1 and row["ratio"] > 0
+    assert all(run["cpu_us_per_token"] > 0 for run in runs)
+    section = signer.render_section(results)
+    assert section.startswith(signer.BEGIN) and section.endswith(signer.END)
+    assert "| local-ES256 | " in section and "in-process (cryptography)" in section
