@@ -1,7 +1,8 @@
 """The key registry as the status page shows it: every key, the policy, the next due change; never a long wait on AWS.
 
-With a ``dynamodb`` source the page reuses the records of the source's last Scan (no second Scan
-per page view). Otherwise, with ``[rotation]`` configured (or before the source's first read), the
+With a ``dynamodb`` source the page reuses the head and records of the source's last Scan (no
+second Scan per page view). The policy shown is the head's (the registry's stored one), else this
+host's ``[rotation]``. Otherwise, with ``[rotation]`` configured (or before the source's first read), the
 registry is read on request through :class:`RegistryReader`: at most once per ``CACHE_S``, one read
 at a time, each bounded by ``READ_TIMEOUT_S``; a read that fails or times out leaves the last view
 (or none) shown with its error.
