@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -25,6 +26,7 @@ DEFAULT_URL = "http://127.0.0.1:9464"  # server.metrics_listen's default
 TIMEOUT_S = 5.0
 MAX_BYTES = 8 * 1024 * 1024  # 100 refreshes that each replaced 100 keys are ~1 MB
 COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
+ANSI = re.compile(r"\033\[[0-9;]*m")
 RUNG_COLOUR = {"fresh": "green", "stale": "yellow", "last-known-good": "red", "fallback": "red", "none": "red"}
 
 
@@ -146,6 +148,4 @@ def _table(title: str, rows: list[list[str]]) -> list[str]:
 
 def _width(cell: str) -> int:
     """The printed width of ``cell``: colour codes take none."""
-    import re
-
-    return len(re.sub(r"\033\[[0-9;]*m", "", cell))
+    return len(ANSI.sub("", cell))
