@@ -26,6 +26,7 @@ log = structlog.get_logger("jwksd.signer.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROTECTED = "/v1/"  # over TCP, these paths need the bearer token; /healthz and /readyz do not
+CALLER = web.RequestKey("caller", audit.Caller)
 
 
 def error(status: int, code: str, message: str, *, retry_after_s: float | None = None) -> web.Response:
@@ -55,7 +56,8 @@ class Api:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """The bearer token on TCP; aiohttp's own errors (404, 405, 413) as JSON."""
-        if request.path.startswith(PROTECTED) and audit.caller_of(request).over_tcp and not self._authorized(request):
+        caller = request[CALLER] = audit.caller_of(request)  # once per request: the handler logs it
+        if request.path.startswith(PROTECTED) and caller.over_tcp and not self._authorized(request):
             self.metrics.tokens.labels(NO_KID, "unauthorized").inc()
             response = error(401, "unauthorized", "expected the header Authorization: Bearer <signer.token_file>")
             response.headers["WWW-Authenticate"] = 'Bearer realm="jwksd-signer"'
@@ -75,7 +77,7 @@ class Api:
         return hmac.compare_digest(given.strip().encode(), self.token)  # constant time: no timing oracle
 
     async def sign(self, request: web.Request) -> web.Response:
-        caller = audit.caller_of(request)
+        caller = request[CALLER]
         kid = NO_KID
         try:
             body = await self._body(request)
