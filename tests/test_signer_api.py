@@ -243,10 +243,18 @@ async def test_unreachable_registry_stops_signing_after_max_view_age(own_moto: T
         status, _, body = answer
         assert (status, body["error"]["code"]) == (503, "registry_unreachable")
         assert body["error"]["message"].startswith("the registry was last read ")
+        failed = running.signer.metrics.view_reads.labels("failed")
         async with asyncio.timeout(20):
-            while running.signer.view.error is None:
+            while running.signer.view.error is None:  # the first failure: logged
                 await asyncio.sleep(0.1)
+        with capture_logs() as logs:
+            async with asyncio.timeout(20):
+                start = failed._value.get()
+                while failed._value.get() < start + 2:
+                    await asyncio.sleep(0.1)
+        assert running.signer.view.error is not None
         assert running.signer.view.error.startswith("network: GetItem: ")
+        assert [e["event"] for e in logs if e["event"].startswith("registry_read")] == []  # said once, above
         assert tokens(running.signer, "unavailable") >= 1
 
 

@@ -3,6 +3,7 @@ socket permissions against another uid, and systemd socket activation."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -19,9 +20,10 @@ import pytest
 from jwksd.config import RotationConfig
 from jwksd.rotation.incident import promote_now, revoke
 from jwksd.rotation.keyring import Keyring
+from tests.conftest import free_port
 from tests.daemon_process import JWKS, Daemon, wait_until
 from tests.rotation_helpers import T0, keyring, rotation_config
-from tests.signer_helpers import Load, P, SignerProcess, active_registry, rotation_table
+from tests.signer_helpers import Load, P, SignerProcess, active_registry, request, rotation_table
 from tests.test_verifiers import NodeJose, pyjwt_verify
 
 NOBODY = 65534
@@ -182,26 +184,38 @@ async def test_socket_permissions_refuse_another_uid(world: World, tmp_path: Pat
 
 
 async def test_socket_activation(world: World, tmp_path: Path) -> None:
-    """Under systemd-socket-activate the signer serves the socket it is handed (LISTEN_FDS) and leaves it be."""
+    """Under systemd-socket-activate the signer serves the sockets it is handed (LISTEN_FDS) and leaves them be:
+    the Unix one as it is, the loopback TCP one behind the bearer token."""
     activate = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
-    socket_path = tmp_path / "activated.sock"
+    socket_path, port = tmp_path / "activated.sock", free_port()
+    token_file = tmp_path / "signer.token"
+    token_file.write_text("s" * 40)
+    token_file.chmod(0o600)
     passed = ["AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED",
               "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "JWKSD_LOG_FORMAT", "PYTHONPATH"]
-    wrapper = [activate, "-l", str(socket_path), *(f"-E{name}" for name in passed)]
+    wrapper = [activate, "-l", str(socket_path), "-l", f"127.0.0.1:{port}", *(f"-E{name}" for name in passed)]
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
                                                        os.environ.get("PYTHONPATH")]))}
     with SignerProcess.start(tmp_path, world.table(), wrapper=wrapper, wait_ready=False, env=env,
-                             signer={"socket": str(tmp_path / "unused.sock")}) as signer:
+                             signer={"socket": str(tmp_path / "unused.sock"), "token_file": str(token_file)}) as signer:
         signer.socket_path = socket_path
         signer.wait_ready()  # the first connection makes systemd-socket-activate start the signer
         token = signer.sign({"sub": "activated"})
         assert token["kid"] == (await world.kids())["active"]
-        assert signer.events("listening")[0]["api"] == [f"unix:{socket_path}"]
+        assert signer.events("listening")[0]["api"] == [f"unix:{socket_path}", f"tcp:127.0.0.1:{port}"]
         assert not (tmp_path / "unused.sock").exists()
         assert jwt.decode(token["token"], options={"verify_signature": False})["sub"] == "activated"
+        tcp = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            assert request(tcp, "POST", "/v1/sign", {"claims": {}})[0] == 401
+            status, _, answer = request(tcp, "POST", "/v1/sign", {"claims": {}},
+                                        headers={"Authorization": f"Bearer {'s' * 40}"})
+            assert (status, answer["kid"]) == (200, token["kid"])
+        finally:
+            tcp.close()
+        assert {line.get("peer", "unix") for line in signer.events("token_signed")} >= {"unix"}
+        assert any(line.get("peer", "").startswith("127.0.0.1:") for line in signer.events("token_signed"))
     assert socket_path.exists()  # systemd's socket, not the signer's to remove
-
-
 
 
 async def test_a_file_that_disagrees_with_the_registry_is_refused(world: World, tmp_path: Path) -> None:

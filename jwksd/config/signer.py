@@ -42,6 +42,8 @@ def read_signer(data: Mapping[str, Any], problems: list[str]) -> SignerConfig | 
                             "localhost): the signer never listens beyond this host")
         if signer.token_file is None:
             problems.append("signer.token_file: required with signer.tcp_listen (the bearer token TCP callers send)")
-    elif signer.token_file is not None:
-        problems.append("signer.token_file: only used with signer.tcp_listen, which is off")
+    # token_file alone is for a TCP socket systemd hands over (ListenStream=127.0.0.1:PORT): checked at start.
+    if signer.max_view_age_s < 2 * signer.refresh_s:
+        problems.append(f"signer.max_view_age_s = {signer.max_view_age_s:g}: expected at least twice signer.refresh_s "
+                        f"({2 * signer.refresh_s:g}), or one slow read of the registry would stop the signing")
     return signer

@@ -81,10 +81,14 @@ class RegistryView:
                 outcome = "changed"
             await self._prepare()
         except (AwsError, RotationError) as exc:
-            self.error = f"{exc.code}: {getattr(exc, 'message', str(exc))}"
+            error = f"{exc.code}: {exc.message}"
+            if self.error is None or not self.error.startswith(f"{exc.code}:"):  # once per outage and kind
+                log.warning("registry_read_failed", table=self.reader.table, code=exc.code, error=error)
+            self.error = error
             self.metrics.view_reads.labels("failed").inc()
-            log.warning("registry_read_failed", table=self.reader.table, code=exc.code, error=self.error)
             return
+        if self.error is not None:
+            log.info("registry_read_recovered", table=self.reader.table, after=self.error)
         self.confirmed = self.monotonic()
         self.error = None
         self.metrics.view_reads.labels(outcome).inc()
