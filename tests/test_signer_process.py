@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,14 +19,16 @@ import jwt
 import pytest
 
 from jwksd.config import RotationConfig
-from jwksd.rotation.incident import promote_now, revoke
+from jwksd.rotation.incident import promote_now
 from jwksd.rotation.keyring import Keyring
+from jwksd.rotation.rotate import iso
 from tests.conftest import free_port
-from tests.daemon_process import JWKS, Daemon, wait_until
+from tests.daemon_process import DUMMY_AWS, JWKS, Daemon, base_env, toml_config, wait_until
 from tests.rotation_helpers import T0, keyring, rotation_config
 from tests.signer_helpers import Load, P, SignerProcess, active_registry, request, rotation_table
 from tests.test_verifiers import NodeJose, pyjwt_verify
 
+KEYS = (sys.executable, "-m", "jwksd", "keys")
 NOBODY = 65534
 PYTHON = "/usr/bin/python3"  # a caller of another uid cannot read a python under /root
 CONNECT = """
@@ -54,6 +57,20 @@ class World:
 
     def table(self) -> dict[str, Any]:
         return rotation_table(self.config, self.endpoint)
+
+    def keys(self, workdir: Path, *argv: str, at: int) -> str:
+        """`jwksd keys ...` as an operator runs it (a process of its own, at ``at``); its output."""
+        config = workdir / "rotator.toml"
+        config.write_text(toml_config({"rotation": {**self.table(), "publish_secret_id": self.secret_id}}))
+        result = subprocess.run([*KEYS, *argv, "--config", str(config), "--now", iso(at), "--clock-override"],
+                                env={**base_env(), **DUMMY_AWS}, capture_output=True, text=True, timeout=60,
+                                check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    @property
+    def secret_id(self) -> str:
+        return f"{self.config.private_secret_prefix}/public"
 
 
 @pytest.fixture
@@ -103,7 +120,7 @@ async def test_tokens_verify_through_a_promotion_and_a_revoke(world: World, tmp_
         url = daemon.url(JWKS)
         with Load(signer.socket_path, callers=2) as load:
             load.wait_for(lambda token: token["kid"] == before["active"], "a token of the active key")
-            await promote_now(world.ring, T0 + 2 * P, emergency=False, max_age_s=600)
+            assert world.keys(tmp_path, "promote", at=T0 + 2 * P).startswith(f"activated v2 kid={before['pending']}")
             load.wait_for(lambda token: token["kid"] == before["pending"], "a token of the promoted key")
         tokens = load.tokens()
         assert {t["kid"] for t in tokens} == {before["active"], before["pending"]}
@@ -111,7 +128,7 @@ async def test_tokens_verify_through_a_promotion_and_a_revoke(world: World, tmp_
         assert failures(url, tokens[:: max(1, len(tokens) // 40)] + tokens[-5:], jose) == []
 
         revoked = (await world.kids())["active"]
-        await revoke(world.ring, revoked, T0 + 2 * P + 60, emergency=True, max_age_s=600)
+        assert world.keys(tmp_path, "revoke", revoked, "--emergency", at=T0 + 2 * P + 60).startswith("emergency: v3")
         promoted = (await world.kids())["active"]
         wait_until(lambda: any(e["active"] == promoted for e in signer.events("registry_view")),
                    "the signer to read the revoke")
