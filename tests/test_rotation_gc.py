@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,6 +66,8 @@ async def test_orphans_of_a_denied_registry_write_are_found_and_cleaned(moto_end
         async with open_keyring(config) as ring:
             (live,) = await ring.registry.records()
         assert live.creation_id is not None and creation_id_of(moto_endpoint, live.key_ref) == live.creation_id
+        code, lines, _ = await cli("list", "--json")
+        assert [row["creation_id"] for row in json.loads("\n".join(lines))] == [live.creation_id]
 
         code, lines, _ = await cli("gc")
         assert code == 0 and len(lines) == 1 and lines[0].startswith("too recent: arn:aws:kms:")

@@ -273,7 +273,7 @@ def _print_records(records: Any, *, as_json: bool) -> None:
              "key_ref": r.key_ref, "created": iso(r.created), "publish_from": iso(r.publish_from),
              "first_published": iso(r.first_published), "revoked": iso(r.revoked),
              "activated": iso(r.activated), "retired": iso(r.retired), "expires": iso(r.expires),
-             "expired": iso(r.expired)} for r in records]
+             "expired": iso(r.expired), "creation_id": r.creation_id} for r in records]
     if as_json:
         print(json.dumps(rows, indent=2))
         return
