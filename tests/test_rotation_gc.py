@@ -16,7 +16,7 @@ from jwksd.aws.registry import KeyRecord
 from jwksd.rotation.backends import CREATION_ID_TAG
 from jwksd.rotation.gc import collect
 from jwksd.rotation.keyring import open_keyring
-from jwksd.rotation.rotate import iso
+from jwksd.rotation.rotate import iso, rotate
 from tests.fault_proxy import start_proxy
 from tests.rotation_helpers import key_state, keyring, kms_client, rotation_config
 
@@ -107,3 +107,18 @@ async def test_a_key_recorded_before_creation_ids_is_matched_by_its_arn(moto_end
         assert (await collect(ring, now + 7200, apply=True)).lines == [
             f"no orphans: every kms key tagged jwksd-table={config.table} is in the registry"]
     assert key_state(moto_endpoint, arn) == "Enabled"
+
+
+async def test_local_private_secrets_are_matched_by_creation_id(moto_endpoint: str) -> None:
+    """A private secret a rotate made but never recorded is an orphan; the recorded key's secret is not."""
+    config = rotation_config(moto_endpoint, backend="local")
+    now = int(time.time())
+    async with keyring(config) as ring:
+        await rotate(ring, now)
+        (live,) = await ring.registry.records()
+        lost = await ring.backend.create(2, key_spec="ECC_NIST_P256", alg="ES256", creation_id="c0ffee")
+        lines = (await collect(ring, now + 7200, apply=True)).lines
+        assert len(lines) == 1 and lines[0].startswith(f"deleted orphan: {lost.key_ref} created=")
+        assert live.key_ref != lost.key_ref and live.creation_id is not None
+        assert (await collect(ring, now + 7200, apply=False)).lines == [
+            f"no orphans: every local key tagged jwksd-table={config.table} is in the registry"]
