@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jwksd.aws.head import POLICY_FIELDS
 from jwksd.config import (
     Config,
     DynamoDBSourceConfig,
@@ -31,7 +32,7 @@ from jwksd.config import (
     restart_required,
 )
 from jwksd.config.declare import REQUIRED
-from jwksd.config.example import is_off, render
+from jwksd.config.example import in_registry, is_off, render
 from jwksd.config.reference import BEGIN, END, render_table
 from jwksd.config.settings import SECTIONS, env_keys, section_settings, source_settings
 from jwksd.config.source_model import SOURCE_CLASSES
@@ -44,6 +45,14 @@ def test_example_file_is_rendered_from_the_declarations() -> None:
     assert EXAMPLE.read_text() == render(), "run: python -m jwksd.config.example > config/jwksd.example.toml"
 
 
+def test_a_copied_example_follows_the_registrys_policy() -> None:
+    """The example sets none of the policy values the registry stores, so a copy of it never pins one."""
+    config = load_config(EXAMPLE, need_source=False)
+    assert config.rotation is not None
+    assert config.rotation.explicit & set(POLICY_FIELDS) == set()
+    assert "\n# rotate_every_s = 2592000 " in EXAMPLE.read_text()
+
+
 def test_example_file_matches_the_declarations() -> None:
     """Each table of the example holds exactly the declared keys, at their defaults, with their env names."""
     data = tomllib.loads(EXAMPLE.read_text())
@@ -51,7 +60,7 @@ def test_example_file_matches_the_declarations() -> None:
     tables["source"] = source_settings("secretsmanager")
     assert set(data) == {name for name, settings in tables.items() if not all(is_off(s) for s in settings)}
     for name in data:
-        active = {s.name: s for s in tables[name] if not is_off(s)}
+        active = {s.name: s for s in tables[name] if not is_off(s) and not in_registry(s)}
         assert set(data[name]) == set(active), name
         for key, value in data[name].items():
             expected = active[key].default if active[key].example is None else active[key].example

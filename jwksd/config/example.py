@@ -2,7 +2,9 @@
 
 Each key is shown with its default (or its declared example: for a required key, and commented out
 for one that is off unless set), its one-line doc, its environment variable in brackets, and "(restart)"
-when a SIGHUP reload does not apply it.
+when a SIGHUP reload does not apply it. The rotation policy is commented out too: once a registry
+stores it, a file that sets a value pins it (a different stored value is refused), so a copied
+example must not set them all.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jwksd.aws.head import POLICY_FIELDS
 from jwksd.config.declare import Setting
 from jwksd.config.model import Listen
 from jwksd.config.settings import SECTIONS, declared, section_settings, source_settings
@@ -62,11 +65,17 @@ def shown(setting: Setting) -> Any:
     return setting.default if setting.example is None else setting.example
 
 
+def in_registry(setting: Setting) -> bool:
+    """One of the rotation policy's values, which the registry stores (``jwksd keys policy``)."""
+    return setting.section == "rotation" and setting.name in POLICY_FIELDS
+
+
 def line(setting: Setting, *, prefix: str = "", restart_noted: bool = False) -> str:
-    """``key = value   # doc [ENV] (restart)``; commented out when the setting is off unless set."""
-    off = is_off(setting) and not prefix
+    """``key = value   # doc [ENV] (restart)``; commented out when off unless set, or stored in the registry."""
+    off = (is_off(setting) or in_registry(setting)) and not prefix
     assignment = f"{prefix}{'# ' if off else ''}{setting.name} = {toml_value(shown(setting))}"
     comment = setting.doc + (f" [{setting.env}]" if setting.env else "")
+    comment += "; the registry's once stored (keys policy)" if in_registry(setting) else ""
     comment += " (restart)" if setting.restart and not restart_noted else ""
     return f"{assignment.ljust(COLUMN - 2)}  # {comment}"
 

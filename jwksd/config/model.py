@@ -232,7 +232,7 @@ class RotationConfig:
     retire_grace_s: int = field(default=48 * 3600, metadata=about(
         "published this long after it stops signing; > max_token_lifetime_s + max_age_s"))
     max_token_lifetime_s: int = field(default=3600, metadata=about(
-        "the longest token `jwksd keys sign` makes"))
+        "the longest token `jwksd keys sign` or `jwksd signer` makes"))
     metrics_file: Path | None = field(default=None, metadata=about(
         "each `keys rotate` writes its outcome there (node_exporter textfile collector)",
         example="/var/lib/node_exporter/textfile/jwksd-rotation.prom"))
