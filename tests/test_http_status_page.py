@@ -1,14 +1,18 @@
-"""The status page rendered from a document at its limits: under 100 KB, every value escaped."""
+"""The status page rendered from a document at its limits (under 100 KB, every value escaped), and its next change."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
+from jwksd.aws.head import RegistryHead, RegistryPolicy
+from jwksd.aws.registry import KeyRecord
 from jwksd.http.status_page import render
+from jwksd.http.status_registry import NextChange, RegistryView
 from jwksd.status import HISTORY
 
-NOW = 1_800_000_000.0
+NOW = 1_800_000_000
 DAY = 86400
 
 
@@ -50,3 +54,21 @@ def test_every_value_is_escaped() -> None:
     page = render(document(keys=1, changed=1, registry=1, kid='<img src=x onerror="1">'))
     assert re.findall(r"<img", page) == []
     assert page.count("&lt;img src=x onerror=&quot;1&quot;&gt;") >= 3
+
+
+def test_next_change_names_an_adopted_expiry_and_a_stuck_rotator() -> None:
+    """The next change is the gauge's: an adopted key's expiry by name, a due rotation with no next key published."""
+    policy = RegistryPolicy(rotate_every_s=10 * DAY, publish_ahead_s=1500, retire_grace_s=2 * DAY,
+                            max_token_lifetime_s=3600, alg="ES256", key_spec="ECC_NIST_P256")
+    head = RegistryHead(policy=policy, active_version=1, pending_version=None, revision=3)
+
+    base = KeyRecord(version=0, kid="k", status="active", backend="kms", key_ref="arn", alg="ES256",
+                     key_spec="ECC_NIST_P256", created=NOW - 20 * DAY, publish_from=NOW - 20 * DAY)
+
+    active = replace(base, version=1, kid="k1", activated=NOW - 5 * DAY, first_published=NOW - 20 * DAY)
+    adopted = replace(base, version=2, kid="k2", status="external", backend="external", expires=NOW + DAY)
+    unconfirmed = replace(base, version=3, kid="k3", status="pending")  # a rotator whose publishes keep failing
+    assert RegistryView("t", (active, adopted), head=head).next_change() == NextChange(NOW + DAY, "adopted version 2 "
+                                                                                               "expires")
+    assert RegistryView("t", (active, unconfirmed), head=head).next_change() == NextChange(
+        NOW + 5 * DAY, "version 1 is due to rotate, and no next key is published yet")

@@ -130,7 +130,7 @@ def _outcome(outcome: Outcome) -> dict[str, Any]:
 
 def _registry(view: RegistryView, now: float) -> dict[str, Any]:
     policy = view.policy
-    change = view.next_change(now)
+    change = view.next_change()
     return {
         "table": view.table, "read_at": view.read_at, "read_by": view.read_by, "last_error": _error(view.error),
         "policy": None if policy is None else {**{name: getattr(policy, name) for name in POLICY_FIELDS},

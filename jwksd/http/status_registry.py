@@ -25,7 +25,7 @@ from jwksd.aws.retry import NO_RETRIES
 from jwksd.config import Config, DynamoDBSourceConfig, RotationConfig
 from jwksd.errors import AwsError, RotationError
 from jwksd.rotation.head import differences, policy_of
-from jwksd.rotation.policy import Policy, plan, single
+from jwksd.rotation.policy import LEAVING, Policy, next_change, single
 from jwksd.sources import Source
 from jwksd.status import ErrorInfo
 from jwksd.store import Clock
@@ -74,21 +74,24 @@ class RegistryView:
         """(key, this host's value, the stored one) for each value this host's [rotation] sets differently."""
         return [] if self.head is None or self.rotation is None else differences(self.rotation, self.head.policy)
 
-    def next_change(self, now: float) -> NextChange | None:
+    def next_change(self) -> NextChange | None:
         """When the next step changes something, and what it does then (None: no policy, or nothing due)."""
         policy = self.policy
         if policy is None:
             return None
         lifecycle = Policy(policy.rotate_every_s, policy.publish_ahead_s, policy.retire_grace_s)
-        due = plan(self.records, int(now), lifecycle).next_due
+        due = next_change(self.records, lifecycle)  # as the daemon's jwksd_rotation_next_due_in_seconds
         if due is None:
             return None
         for record in self.records:
-            if record.status == "retired" and record.expires == due:
-                return NextChange(due, f"version {record.version} expires")
-        pending = single(self.records, "pending")
-        if pending is not None:
+            if record.status in LEAVING and record.expires == due:
+                adopted = "adopted " if record.status == "external" else ""
+                return NextChange(due, f"{adopted}version {record.version} expires")
+        active, pending = single(self.records, "active"), single(self.records, "pending")
+        if pending is not None and pending.first_published is not None:
             return NextChange(due, f"version {pending.version} becomes active")
+        if active is not None:  # the next key is missing or its publish unconfirmed: a rotator is stuck there
+            return NextChange(due, f"version {active.version} is due to rotate, and no next key is published yet")
         return NextChange(due, "a new key is created")
 
 
