@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jwksd.config import SignerConfig
 from tests.test_systemd import INSTALLED_AT, MAX_EXPOSURE, UNIT_DIR, analyze, exposure
 
 SERVICE, SOCKET = UNIT_DIR / "jwksd-signer.service", UNIT_DIR / "jwksd-signer.socket"
@@ -49,10 +50,10 @@ def test_service_exposure_within_bound() -> None:
 
 
 def test_socket_is_the_signers_default_with_a_group_and_no_access_for_others() -> None:
-    """The socket unit creates the signer's default socket path, mode 0660, owned by root and jwksd-signers."""
-    socket = settings(SOCKET)
-    assert socket["ListenStream"] == ["/run/jwksd-signer/signer.sock"]
-    assert (socket["SocketMode"], socket["SocketUser"], socket["SocketGroup"]) == (["0660"], ["root"],
+    """The socket unit creates the signer's default socket path with its default mode, owned by root:jwksd-signers."""
+    socket, defaults = settings(SOCKET), SignerConfig()
+    assert socket["ListenStream"] == [str(defaults.socket)] == ["/run/jwksd-signer/signer.sock"]
+    assert (socket["SocketMode"], socket["SocketUser"], socket["SocketGroup"]) == ([defaults.socket_mode], ["root"],
                                                                                    ["jwksd-signers"])
     assert socket["Accept"] == ["no"]
     service = settings(SERVICE)
@@ -60,12 +61,14 @@ def test_socket_is_the_signers_default_with_a_group_and_no_access_for_others() -
 
 
 def test_service_runs_as_its_own_user_binding_only_the_metrics_port() -> None:
-    """A dynamic user of its own, no capabilities, and bind() refused for every port but the metrics listener's."""
+    """A dynamic user of its own, no capabilities, bind() refused for every port but the default metrics listener's."""
     service = settings(SERVICE)
     assert (service["DynamicUser"], service["User"]) == (["yes"], ["jwksd-signer"])
     assert "Group" not in service and "SupplementaryGroups" not in service  # never in the callers' group
     assert service["CapabilityBoundingSet"] == [""] and service["NoNewPrivileges"] == ["yes"]
-    assert (service["SocketBindAllow"], service["SocketBindDeny"]) == (["tcp:9465"], ["any"])
+    metrics = SignerConfig().metrics_listen
+    assert metrics is not None and (service["SocketBindAllow"], service["SocketBindDeny"]) == (
+        [f"tcp:{metrics.port}"], ["any"])
     assert service["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     assert service["Environment"][0] == "JWKSD_CONFIG=%E/jwksd/signer.toml"
 
