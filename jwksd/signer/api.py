@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import Counter
 
 from jwksd.errors import AwsError, RotationError, SignerError
 from jwksd.signer import audit
@@ -45,6 +46,8 @@ class Api:
         self.max_body_bytes = max_body_bytes
         self.token = token
         self.clock = clock
+        self.durations = metrics.sign_duration.labels(view.keys.name)
+        self._counters: dict[tuple[str, str], Counter] = {}  # labels() takes a lock: each child looked up once
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/sign", self.sign)
@@ -89,12 +92,12 @@ class Api:
             token = unsigned(wanted, key, now=int(self.clock()), max_lifetime_s=view.policy.max_token_lifetime_s)
             started = time.perf_counter()
             signature = await self.view.keys.sign(key, token.signing_input)
-            self.metrics.sign_duration.labels(self.view.keys.name).observe(time.perf_counter() - started)
+            self.durations.observe(time.perf_counter() - started)
         except SignerError as exc:
             return self._refuse(caller, kid, exc)
         except (AwsError, RotationError) as exc:
             return self._refuse(caller, kid, _failure(exc))
-        self.metrics.tokens.labels(kid, "signed").inc()
+        self._counter(kid, "signed").inc()
         audit.signed(caller, kid=kid, claims=wanted.claims, jti=token.jti, exp=token.exp)
         return web.json_response({"token": f"{token.signing_input.decode('ascii')}.{b64u_encode(signature)}",
                                   "kid": kid, "alg": key.alg, "exp": token.exp})
@@ -114,10 +117,16 @@ class Api:
             raise SignerError("body_too_large", f"request body: over {limit} bytes (signer.max_body_bytes)")
         return b"".join(chunks)
 
+    def _counter(self, kid: str, outcome: str) -> Counter:
+        child = self._counters.get((kid, outcome))
+        if child is None:
+            child = self._counters[kid, outcome] = self.metrics.tokens.labels(kid, outcome)
+        return child
+
     def _refuse(self, caller: audit.Caller, kid: str, exc: SignerError) -> web.Response:
         status = 503 if exc.unavailable else 400
         outcome = "failed" if exc.code == "signing_failed" else "unavailable" if exc.unavailable else "bad_request"
-        self.metrics.tokens.labels(kid, outcome).inc()
+        self._counter(kid, outcome).inc()
         audit.refused(caller, code=exc.code, status=status)
         return error(status, exc.code, exc.message, retry_after_s=self.view.refresh_s if exc.unavailable else None)
 

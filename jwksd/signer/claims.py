@@ -9,6 +9,7 @@ JSON that Python alone accepts (NaN, Infinity) and objects with a member twice a
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from collections.abc import Mapping
@@ -120,5 +121,10 @@ def unsigned(request: SignRequest, key: KeyRecord, *, now: int, max_lifetime_s: 
     if jti is not None:
         payload["jti"] = jti
     payload.update(iat=now, exp=now + ttl)
-    header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"}
-    return Unsigned(f"{_part(header)}.{_part(payload)}".encode("ascii"), now + ttl, jti)
+    return Unsigned(f"{_header(key.alg, key.kid)}.{_part(payload)}".encode("ascii"), now + ttl, jti)
+
+
+@functools.lru_cache(maxsize=8)
+def _header(alg: str, kid: str) -> str:
+    """The encoded header of a key's tokens: the same for each of them, so made once."""
+    return _part({"alg": alg, "kid": kid, "typ": "JWT"})
