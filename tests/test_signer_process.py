@@ -22,6 +22,7 @@ from jwksd.config import RotationConfig
 from jwksd.rotation.incident import promote_now
 from jwksd.rotation.keyring import Keyring
 from jwksd.rotation.rotate import iso
+from jwksd.signer import audit
 from tests.conftest import free_port
 from tests.daemon_process import DUMMY_AWS, JWKS, Daemon, base_env, toml_config, wait_until
 from tests.rotation_helpers import T0, keyring, rotation_config
@@ -137,6 +138,7 @@ async def test_tokens_verify_through_a_promotion_and_a_revoke(world: World, tmp_
         wait_until(lambda: revoked not in daemon.kids(), "the revoked kid to leave the served set")
         assert failures(url, fresh[-2:], jose) == []
         lines = signer.events("token_signed")
+        assert signer.events("audit_uids_limited") == []  # no user namespace here: uids are the callers'
         signed = {kid: signer.metric("jwksd_signer_tokens_total", kid=kid, outcome="signed")
                   for kid in (before["active"], before["pending"], promoted)}
         assert signed == {kid: sum(line["kid"] == kid for line in lines) for kid in signed}
@@ -245,3 +247,14 @@ async def test_a_file_that_disagrees_with_the_registry_is_refused(world: World, 
         f"  - rotation.max_token_lifetime_s = 600 in {tmp_path / 'signer.toml'}, but registry {world.config.table} "
         "holds 3600: remove it from the file to follow the registry, or change the registry's policy with `jwksd "
         "keys policy --apply`\n")
+
+
+async def test_a_user_namespace_is_named_in_the_log(world: World, tmp_path: Path) -> None:
+    """Run in a user namespace (as PrivateUsers= does), the signer warns that unmapped callers show as 65534."""
+    unshare = shutil.which("unshare") or "/usr/bin/unshare"
+    with start(tmp_path, world, wrapper=[unshare, "--user", "--map-root-user"]) as signer:
+        (warning,) = signer.events("audit_uids_limited")
+        assert warning["detail"] == audit.uid_map_problem("0 0 1\n")
+        signer.sign({"sub": "mapped"})
+        assert signer.wait_event("token_signed")["uid"] == 0  # root is mapped: --map-root-user
+    assert audit.uid_map_problem("         0          0 4294967295\n") is None

@@ -18,6 +18,7 @@ from aiohttp import web
 log = structlog.get_logger("jwksd.signer.audit")
 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (unix(7))
+IDENTITY_MAP = ["0", "0", "4294967295"]  # /proc/self/uid_map outside any user namespace
 MAX_SUB_CHARS = 256  # a longer sub is logged cut, so no caller can flood the audit log
 
 
@@ -73,3 +74,15 @@ def signed(caller: Caller, *, kid: str, claims: Mapping[str, Any], jti: str | No
 def refused(caller: Caller, *, code: str, status: int) -> None:
     """The line of a request that got no token (its claims are not logged either)."""
     log.info("sign_refused", code=code, status=status, **caller.fields())
+
+
+def uid_map_problem(uid_map: str) -> str | None:
+    """What the audit cannot say when this process runs in a user namespace (``/proc/self/uid_map``'s content).
+
+    The kernel reports SO_PEERCRED in the reader's namespace: a caller whose uid is not mapped into it
+    (systemd's PrivateUsers=, a rootless container) shows as the overflow uid, 65534.
+    """
+    if [line.split() for line in uid_map.splitlines() if line.strip()] == [IDENTITY_MAP]:
+        return None
+    return ("this process runs in a user namespace (systemd PrivateUsers=, a container): a caller whose uid is not "
+            "mapped into it is logged as uid 65534; the socket's permissions still apply in full")

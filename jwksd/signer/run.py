@@ -25,6 +25,7 @@ from jwksd.log import configure_logging
 from jwksd.notify import Notifier
 from jwksd.rotation.head import check_policy
 from jwksd.shutdown import stop_tasks
+from jwksd.signer import audit
 from jwksd.signer.app import Signer, metrics_app, open_signer
 from jwksd.signer.listen import Sockets, open_sockets
 from jwksd.signer.metrics import SignerMetrics
@@ -124,6 +125,7 @@ async def _serve(signer: Signer, sockets: Sockets, settings: SignerConfig, notif
         log.info("listening", api=sockets.describe(), bearer_token=sockets.token is not None,
                  metrics=f"http://{settings.metrics_listen}/metrics" if settings.metrics_listen else None,
                  table=signer.view.reader.table, backend=signer.view.keys.name, refresh_s=settings.refresh_s)
+        _warn_about_namespaces()
         view = signer.view
         await view.read()
         if view.view is not None and view.view.problem and view.view.problem.startswith("policy_mismatch"):
@@ -141,6 +143,17 @@ async def _serve(signer: Signer, sockets: Sockets, settings: SignerConfig, notif
         if metrics_runner is not None:
             await metrics_runner.cleanup()
         notifier.close()
+
+
+def _warn_about_namespaces() -> None:
+    """A warning when the audit line's uids cannot be trusted to name the callers (see audit.uid_map_problem)."""
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as handle:
+            problem = audit.uid_map_problem(handle.read())
+    except OSError:
+        return
+    if problem is not None:
+        log.warning("audit_uids_limited", detail=problem)
 
 
 async def _poll(signer: Signer) -> None:
