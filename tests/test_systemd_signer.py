@@ -43,6 +43,11 @@ def test_service_and_socket_verify(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
+def test_service_keeps_callers_uids_for_the_audit_log() -> None:
+    """No PrivateUsers=: in a user namespace SO_PEERCRED would name every caller uid 65534 in the audit line."""
+    assert "PrivateUsers" not in settings(SERVICE)
+
+
 def test_service_exposure_within_bound() -> None:
     """systemd-analyze security rates the signer's service at most 1.5, like the daemon's unit."""
     level, report = exposure(SERVICE)
