@@ -4,14 +4,17 @@ The body is ``{"claims": {...}, "ttl_s": N, "jti": true}``; ``ttl_s`` and ``jti`
 The signer sets ``iat`` and ``exp`` (``exp = iat + ttl_s``, ``ttl_s`` at most the registry's
 ``max_token_lifetime_s`` and that by default: the retire grace is computed from it), and ``jti``
 (128 random bits) when asked; claims that set ``iat``, ``exp`` or ``nbf`` themselves are refused.
-JSON that Python alone accepts (NaN, Infinity) and objects with a member twice are refused too.
+JSON that Python alone accepts (NaN, Infinity, a number overflowing to it, more digits than int()
+reads) and objects with a member twice are refused too.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import secrets
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +53,14 @@ def _constant(name: str) -> Any:
     raise _bad("bad_json", f"request body: {name} is not JSON")
 
 
+def _float(text: str) -> float:
+    """A JSON number with a fraction or exponent; refused when it overflows (1e999 would sign as Infinity)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _bad("bad_json", f"request body: the number {text[:32]} is out of range (not finite)")
+    return value
+
+
 def _type(value: Any) -> str:
     """The JSON name of a value's type, for messages."""
     if value is None:
@@ -66,7 +77,8 @@ def _type(value: Any) -> str:
 def parse(body: bytes) -> SignRequest:
     """The request in ``body``; SignerError (400) naming the first thing wrong with it."""
     try:
-        data = json.loads(body.decode("utf-8"), object_pairs_hook=_pairs, parse_constant=_constant)
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_pairs, parse_constant=_constant,
+                          parse_float=_float)
     except UnicodeDecodeError as exc:
         raise _bad("bad_json", f"request body: not UTF-8 (byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
@@ -74,6 +86,9 @@ def parse(body: bytes) -> SignRequest:
                    ) from exc
     except RecursionError as exc:
         raise _bad("bad_json", "request body: nested too deeply") from exc
+    except ValueError as exc:  # int(): more digits than sys.get_int_max_str_digits()
+        raise _bad("bad_json", f"request body: a number has more than {sys.get_int_max_str_digits()} digits"
+                   ) from exc
     if not isinstance(data, dict):
         raise _bad("not_an_object", f"request body: expected a JSON object, got {_type(data)}")
     unknown = sorted(set(data) - set(MEMBERS))
@@ -99,7 +114,7 @@ def parse(body: bytes) -> SignRequest:
 
 
 def _part(value: Mapping[str, Any]) -> str:
-    return b64u_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    return b64u_encode(json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8"))
 
 
 @dataclass(frozen=True)
