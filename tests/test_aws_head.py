@@ -38,6 +38,11 @@ def test_head_round_trip() -> None:
     ({"retire_grace_s": None}, "registry head (version 0): retire_grace_s is missing"),
     ({"revision": {"N": "x"}}, "registry head (version 0): revision is not a whole number"),
     ({"pending_version": {"S": "4"}}, "registry head (version 0): pending_version is not a whole number"),
+    ({"rotate_every_s": {"N": "-86400"}}, "registry head (version 0): rotate_every_s is -86400: expected 1 or more"),
+    ({"max_token_lifetime_s": {"N": "0"}}, "registry head (version 0): max_token_lifetime_s is 0: expected 1 or more"),
+    ({"revision": {"N": "-1"}}, "registry head (version 0): revision is -1: expected 0 or more"),
+    ({"active_version": {"N": "0"}}, "registry head (version 0): active_version is 0: expected 1 or more"),
+    ({"pending_version": {"N": "3"}}, "registry head (version 0): active_version and pending_version are both 3"),
 ])
 def test_bad_heads_are_named(change: dict[str, Any], message: str) -> None:
     """A head item that is not what jwksd writes is refused, naming the attribute."""

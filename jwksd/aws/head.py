@@ -68,18 +68,24 @@ def head_from_item(item: Mapping[str, Any]) -> RegistryHead:
                 raise RotationError("bad_item", f"{label}: {name} is missing or not a string")
             values[name] = value
         else:
-            values[name] = _whole(item, name, label, required=True)
-    return RegistryHead(policy=RegistryPolicy(**values), active_version=_whole(item, "active_version", label),
-                        pending_version=_whole(item, "pending_version", label),
-                        revision=_whole(item, "revision", label, required=True) or 0)
+            values[name] = _whole(item, name, label, required=True, least=1)
+    active, pending = _whole(item, "active_version", label, least=1), _whole(item, "pending_version", label, least=1)
+    if active is not None and active == pending:
+        raise RotationError("bad_item", f"{label}: active_version and pending_version are both {active}")
+    return RegistryHead(policy=RegistryPolicy(**values), active_version=active, pending_version=pending,
+                        revision=_whole(item, "revision", label, required=True, least=0))
 
 
-def _whole(item: Mapping[str, Any], name: str, label: str, *, required: bool = False) -> Any:
+def _whole(item: Mapping[str, Any], name: str, label: str, *, least: int, required: bool = False) -> Any:
+    """The whole number ``item[name]``, at least ``least`` (a duration of 0 or a pointer at the head is no value)."""
     if name not in item:
         if required:
             raise RotationError("bad_item", f"{label}: {name} is missing")
         return None
     try:
-        return int(item[name]["N"])
+        value = int(item[name]["N"])
     except (KeyError, TypeError, ValueError) as exc:
         raise RotationError("bad_item", f"{label}: {name} is not a whole number") from exc
+    if value < least:
+        raise RotationError("bad_item", f"{label}: {name} is {value}: expected {least} or more")
+    return value
