@@ -22,6 +22,7 @@ from jwksd.config import Config, Listen, RotationConfig, SignerConfig
 from jwksd.rotation.kms import KmsBackend
 from jwksd.rotation.policy import single
 from jwksd.rotation.rotate import rotate
+from jwksd.signer import api
 from jwksd.signer.app import Signer
 from jwksd.signer.run import serve_signer
 from tests.conftest import endpoint_of, free_port
@@ -274,3 +275,21 @@ async def test_a_policy_the_local_config_disagrees_with_stops_signing(registry: 
             f"rotation.max_token_lifetime_s = 3600 in the environment, but registry {registry.table} holds 600: "
             "remove it from the file to follow the registry, or change the registry's policy with `jwksd keys "
             "policy --apply`")}})
+
+
+async def test_a_stalled_body_is_refused_after_the_body_timeout(registry: RotationConfig, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that stops sending its chunked body gets a 400 body_timeout instead of holding the request open."""
+    monkeypatch.setattr(api, "BODY_TIMEOUT_S", 0.3)
+    async with serving(registry, tmp_path) as running:
+        await running.ready()
+        release = asyncio.Event()
+
+        async def stalled() -> AsyncIterator[bytes]:
+            yield b'{"claims": '
+            await release.wait()
+
+        async with asyncio.timeout(20), running.session.post(running.base + "/v1/sign", data=stalled()) as response:
+            assert (response.status, await response.json()) == (400, {"error": {
+                "code": "body_timeout", "message": "request body: not received within 0.3s (11 bytes arrived)"}})
+        release.set()

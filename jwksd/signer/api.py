@@ -6,6 +6,7 @@ says); the signer's own state is 503 with ``Retry-After``. Times are unix second
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import math
 import time
@@ -26,6 +27,7 @@ from jwksd.validate.encoding import b64u_encode
 log = structlog.get_logger("jwksd.signer.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BODY_TIMEOUT_S = 10.0  # a caller that has not sent its whole body by then holds a connection for nothing
 PROTECTED = "/v1/"  # over TCP, these paths need the bearer token; /healthz and /readyz do not
 CALLER = web.RequestKey("caller", audit.Caller)
 
@@ -103,16 +105,22 @@ class Api:
                                   "kid": kid, "alg": key.alg, "exp": token.exp})
 
     async def _body(self, request: web.Request) -> bytes:
-        """The body, at most ``max_body_bytes``; SignerError past that (read no further than one byte over)."""
+        """The body, at most ``max_body_bytes`` within BODY_TIMEOUT_S; SignerError past either (read no further than one
+        byte over)."""
         limit = self.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise SignerError("body_too_large", f"request body: {request.content_length} bytes; at most {limit} "
                                                 "(signer.max_body_bytes)")
         chunks: list[bytes] = []
         size = 0
-        while size <= limit and (chunk := await request.content.read(limit + 1 - size)):  # chunked: no length
-            chunks.append(chunk)
-            size += len(chunk)
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):  # a slow or stalled sender does not hold the request open
+                while size <= limit and (chunk := await request.content.read(limit + 1 - size)):  # chunked: no length
+                    chunks.append(chunk)
+                    size += len(chunk)
+        except TimeoutError:
+            raise SignerError("body_timeout", f"request body: not received within {BODY_TIMEOUT_S:g}s ({size} bytes "
+                                              "arrived)") from None
         if size > limit:
             raise SignerError("body_too_large", f"request body: over {limit} bytes (signer.max_body_bytes)")
         return b"".join(chunks)
