@@ -223,7 +223,13 @@ async def test_tcp_needs_the_bearer_token(registry: RotationConfig, tmp_path: Pa
             async with tcp.post(url + "/v1/sign", json={"claims": {"sub": "tcp"}},
                                 headers={"Authorization": f"Bearer {TOKEN}"}) as response:
                 assert response.status == 200 and (await response.json())["kid"]
-        assert tokens(running.signer, "unauthorized") == 4
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)  # a token that is not UTF-8: 401, not 500
+        writer.write(b"POST /v1/sign HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe" + b"t" * 38
+                     + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        async with asyncio.timeout(20):
+            assert (await reader.readline()).startswith(b"HTTP/1.1 401 ")
+        writer.close()
+        assert tokens(running.signer, "unauthorized") == 5
         assert (await running.call("POST", "/v1/sign", {"claims": {}}))[0] == 200  # the socket needs none
 
 

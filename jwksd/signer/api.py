@@ -79,7 +79,8 @@ class Api:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if self.token is None or scheme.lower() != "bearer":
             return False
-        return hmac.compare_digest(given.strip().encode(), self.token)  # constant time: no timing oracle
+        # constant time: no timing oracle; surrogateescape: aiohttp keeps a non-UTF-8 header's bytes that way
+        return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), self.token)
 
     async def sign(self, request: web.Request) -> web.Response:
         caller = request[CALLER]
