@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.tls_ca import TestCA
+
+if TYPE_CHECKING:
+    from jwksd.config import RotationConfig
 
 REGION = "us-east-1"
 
@@ -158,3 +161,15 @@ def hmac_key_file(tmp_path: Path) -> Path:
     path = tmp_path / "hmac.key"
     path.write_bytes(HMAC_KEY + b"\n")
     return path
+
+
+@pytest.fixture
+async def registry(moto_endpoint: str) -> AsyncIterator[RotationConfig]:
+    """A KMS registry on moto with v1 active and v2, the next key, published (the signer's tests sign with it)."""
+    from tests.rotation_helpers import keyring, rotation_config  # these import this module
+    from tests.signer_helpers import active_registry
+
+    config = rotation_config(moto_endpoint)
+    async with keyring(config, publish=True) as ring:
+        await active_registry(ring, f"{config.private_secret_prefix}/public")
+    yield config

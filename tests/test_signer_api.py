@@ -80,15 +80,6 @@ def tokens(signer: Signer, outcome: str) -> float:
                if sample.name == "jwksd_signer_tokens_total" and sample.labels["outcome"] == outcome)
 
 
-@pytest.fixture
-async def registry(moto_endpoint: str) -> AsyncIterator[RotationConfig]:
-    """A KMS registry with v1 active and v2, the next key, published."""
-    config = rotation_config(moto_endpoint)
-    async with keyring(config, publish=True) as ring:
-        await active_registry(ring, f"{config.private_secret_prefix}/public")
-    yield config
-
-
 async def public_jwk(config: RotationConfig, kid: str) -> dict[str, Any]:
     async with keyring(config, create_table=False) as ring:
         record = next(r for r in await ring.registry.records() if r.kid == kid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +20,9 @@ from jwksd.rotation.rotate import rotate
 from jwksd.signer_client import ActiveKey, SignedToken, SignerClient
 from tests.conftest import free_port
 from tests.rotation_helpers import T0, keyring, rotation_config
-from tests.signer_helpers import SignerProcess, active_registry, rotation_table
+from tests.signer_helpers import SignerProcess, rotation_table
 
 TOKEN = "b" * 40
-
-
-@pytest.fixture
-async def registry(moto_endpoint: str) -> AsyncIterator[RotationConfig]:
-    """A KMS registry with v1 active and v2, the next key, published."""
-    config = rotation_config(moto_endpoint)
-    async with keyring(config, publish=True) as ring:
-        await active_registry(ring, f"{config.private_secret_prefix}/public")
-    yield config
 
 
 @pytest.fixture
