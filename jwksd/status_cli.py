@@ -27,6 +27,7 @@ TIMEOUT_S = 5.0
 MAX_BYTES = 8 * 1024 * 1024  # 100 refreshes that each replaced 100 keys are ~1 MB
 COLOURS = {"green": "32", "yellow": "33", "red": "31", "dim": "2", "bold": "1"}
 ANSI = re.compile(r"\033\[[0-9;]*m")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what a terminal would act on rather than print
 RUNG_COLOUR = {"fresh": "green", "stale": "yellow", "last-known-good": "red", "fallback": "red", "none": "red"}
 
 
@@ -82,8 +83,24 @@ class Paint:
         return f"\033[{COLOURS[colour]}m{text}\033[0m" if self.enabled else text
 
 
+def printable(value: Any) -> Any:
+    """``value`` with every control character in its strings shown as ``\\xNN``, at any depth.
+
+    A document from --url is another host's word: an escape sequence in an error message or a
+    source name must not reach the operator's terminal.
+    """
+    if isinstance(value, str):
+        return CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    if isinstance(value, list):
+        return [printable(item) for item in value]
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    return value
+
+
 def summary(doc: Mapping[str, Any], paint: Paint) -> str:
-    """The lines ``jwksd status`` prints."""
+    """The lines ``jwksd status`` prints (control characters in the document shown, not sent)."""
+    doc = printable(doc)
     now = float(doc["generated_at"])
     served = doc["served"]
     rung = served["rung"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from jwksd.status_cli import DEFAULT_URL, EXIT_OK, EXIT_USAGE, default_url, run_status
+from jwksd.status_cli import DEFAULT_URL, EXIT_OK, EXIT_USAGE, Paint, default_url, run_status, summary
 from tests.conftest import HMAC_KEY, Secrets
 from tests.daemon_helpers import start
 from tests.keys import jwk_set, key
@@ -67,3 +67,16 @@ async def test_a_document_it_does_not_know_is_unreadable(aiohttp_client: Any, ba
     out = io.StringIO()
     assert await asyncio.to_thread(run_status, str(server.make_url("")), None, out=out, environ={}) == 5
     assert out.getvalue() == ""
+
+
+def test_control_characters_from_the_document_are_shown_not_sent() -> None:
+    """An escape sequence in a source's name or error (another host's document, via --url) is printed as \\xNN."""
+    doc = {"generated_at": 1000.0, "status": "warn", "ready": True, "jwksd": "0.1.0\x07", "shared_cache": None,
+           "served": {"rung": "stale", "age_s": 5.0, "keys": []}, "registry": None,
+           "refreshes": {"completed": 1, "history": []},
+           "sources": [{"name": "web\x1b]0;owned\x07", "kind": "http", "last_success": None,
+                        "consecutive_failures": 1, "next_due": None,
+                        "last_error": {"code": "network", "message": "\x1b[2J\x1b[31mfake\r\nstatus pass", "at": 990}}]}
+    printed = summary(doc, Paint(False))
+    assert "\x1b" not in printed and "\x07" not in printed and "\r" not in printed
+    assert "web\\x1b]0;owned\\x07" in printed and "network: \\x1b[2J\\x1b[31mfake\\x0d\\x0astatus pass" in printed
