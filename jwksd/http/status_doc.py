@@ -69,9 +69,11 @@ class StatusDocument:
         return doc if detail else dict(public_only(doc))
 
     async def json(self, request: web.Request, *, detail: bool) -> web.Response:
+        """GET /status.json: the document, never cached."""
         return web.json_response(await self.document(detail=detail), headers=NO_STORE)
 
     async def html(self, request: web.Request, *, detail: bool) -> web.Response:
+        """GET /status: the document as one HTML page under a strict Content-Security-Policy."""
         from jwksd.http.status_page import CSP, render
 
         body = render(await self.document(detail=detail))

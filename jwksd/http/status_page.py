@@ -80,6 +80,7 @@ def relative(at: float, now: float) -> str:
 
 
 def duration(seconds: float) -> str:
+    """``seconds`` in its largest whole unit: 30d, 4h, 25m, 9s (what the page and `jwksd status` print)."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
