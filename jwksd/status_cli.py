@@ -66,11 +66,17 @@ def run_status(url: str | None, config_path: str | None, *, out: TextIO = sys.st
         print(f"jwksd status: {target} is not a jwksd status document of version 1", file=sys.stderr)
         return EXIT_UNREADABLE
     paint = Paint(out.isatty() and not environ.get("NO_COLOR"))
-    out.write(summary(doc, paint))
-    served = doc["served"]
-    if not doc["ready"]:
+    try:
+        text = summary(doc, paint)
+        ready, rung = bool(doc["ready"]), doc["served"]["rung"]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # version 1 in name only
+        print(f"jwksd status: {target} is not a jwksd status document of version 1 ({type(exc).__name__}: {exc})",
+              file=sys.stderr)
+        return EXIT_UNREADABLE
+    out.write(text)
+    if not ready:
         return EXIT_NOT_READY
-    return EXIT_FROM_DISK if served["rung"] in ("last-known-good", "fallback") else EXIT_OK
+    return EXIT_FROM_DISK if rung in ("last-known-good", "fallback") else EXIT_OK
 
 
 class Paint:

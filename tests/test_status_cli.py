@@ -55,9 +55,9 @@ async def test_colour_only_on_a_terminal_without_no_color(aiohttp_client: Any, s
     assert doc["shared_cache"] == {"url": redis.url, "reachable": True, "last_error": None}
 
 
-@pytest.mark.parametrize("bad", ["not json", '{"version": 2}'])
+@pytest.mark.parametrize("bad", ["not json", '{"version": 2}', '{"version": 1, "served": []}'])
 async def test_a_document_it_does_not_know_is_unreadable(aiohttp_client: Any, bad: str) -> None:
-    """Not JSON, or another version: exit 5 naming the URL, nothing printed to stdout."""
+    """Not JSON, another version, or a version 1 missing its members: exit 5 naming the URL, nothing on stdout."""
     async def answer(request: web.Request) -> web.Response:
         return web.Response(text=bad)
 
