@@ -144,7 +144,7 @@ class SignerClient:
         """One request; the answer's JSON object when it was 200, else a SignerError."""
         try:
             async with self._open().request(method, self.base_url + path, json=body) as response:
-                raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
+                raw = await _body(response)
                 status, retry_after = response.status, response.headers.get("Retry-After")
         except aiohttp.ClientConnectorError as exc:
             raise SignerError("unreachable", f"cannot connect to the signer at {self.where}: {exc.os_error}",
@@ -180,6 +180,16 @@ def _check_loopback(url: str) -> None:
     if parts.scheme != "http" or not loopback or parts.port is None or parts.path not in ("", "/"):
         raise ValueError(f"SignerClient: url {url!r}: expected http://127.0.0.1:PORT (the signer listens on loopback "
                          "only, and the bearer token must not leave the host)")
+
+
+async def _body(response: aiohttp.ClientResponse) -> bytes:
+    """The answer's body to its end, or its first MAX_RESPONSE_BYTES + 1 (read() returns what has arrived, not all)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_RESPONSE_BYTES and (chunk := await response.content.read(MAX_RESPONSE_BYTES + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _decode(raw: bytes, status: int) -> dict[str, Any]:

@@ -4,6 +4,7 @@ SignerError with its code and message, and what the client says when the signer 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +167,32 @@ async def test_an_answer_that_is_not_the_signers_is_bad_response(tmp_path: Path,
     finally:
         await runner.cleanup()
     assert (caught.value.code, caught.value.message) == ("bad_response", message)
+
+
+async def test_an_answer_arriving_in_pieces_is_read_whole(tmp_path: Path) -> None:
+    """A large answer that arrives in several writes (big claims) is read to its end, not cut at the first."""
+    kid = "k" * 30000
+    body = json.dumps({"kid": kid, "alg": "ES256", "active_since": 1, "next": None}).encode()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        for start in range(0, len(body), 4096):
+            await response.write(body[start:start + 4096])
+            await asyncio.sleep(0.01)  # each piece its own read on the client's side
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v1/active", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.UnixSite(runner, str(tmp_path / "pieces.sock")).start()
+    try:
+        async with SignerClient(tmp_path / "pieces.sock") as client:
+            assert (await client.active()).kid == kid
+    finally:
+        await runner.cleanup()
 
 
 @pytest.mark.parametrize(("arguments", "message"), [
