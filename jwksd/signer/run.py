@@ -10,6 +10,7 @@ local [rotation] stops the signer (exit 2). On SIGTERM: stop accepting, let in-f
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import signal
 import sys
@@ -130,6 +131,9 @@ async def _serve(signer: Signer, sockets: Sockets, settings: SignerConfig, notif
         await view.read()
         if view.view is not None and view.view.problem and view.view.problem.startswith("policy_mismatch"):
             raise ConfigError([view.view.problem.partition(": ")[2]])
+        # As serve does: what start-up imported and opened (botocore's models above all) lives as long as the
+        # process, out of the collector's sight, so a full collection under load does not stall every caller.
+        gc.freeze()
         tasks.append(asyncio.create_task(_poll(signer), name="jwksd-signer-registry"))
         tasks.append(asyncio.create_task(_announce(signer, notifier), name="jwksd-signer-announce"))
         await stop.wait()
