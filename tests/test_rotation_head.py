@@ -96,6 +96,17 @@ async def test_every_write_bumps_the_revision_and_keeps_the_pointers(moto_endpoi
                                                 revision=9)
 
 
+async def test_a_second_pending_key_is_refused(moto_endpoint: str) -> None:
+    """Adding a pending key while the head points at another is a conflict: the first keeps the pointer."""
+    async with keyring(rotation_config(moto_endpoint)) as ring:
+        await ring.registry.add(key(1, "pending"))
+        with pytest.raises(RegistryConflict, match="adding version 2 in "):
+            await ring.registry.add(key(2, "pending"))
+        head = await ring.registry.head()
+        assert head is not None and (head.pending_version, head.revision) == (1, 1)
+        assert [(r.version, r.status) for r in await ring.registry.records()] == [(1, "pending")]
+
+
 async def test_a_write_without_a_head_is_named(moto_endpoint: str) -> None:
     """A registry write on a table without a head fails naming the missing head, not as a lost race."""
     async with keyring(rotation_config(moto_endpoint), create_table=False) as ring:

@@ -63,7 +63,9 @@ class Registry(RegistryReader):
         put: TransactWriteItemTypeDef = {"Put": {
             "TableName": self.table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(version)"}}
         pointer = {f"{record.status}_version": record.version} if record.status in ("pending", "active") else {}
-        await self._transact(f"adding version {record.version}", [put, self._head_update(pointer)])
+        # A second pending (or active) key would take the pointer from the first: the head must have none.
+        head = self._head_update(pointer, absent=tuple(pointer))
+        await self._transact(f"adding version {record.version}", [put, head])
 
     async def promote(self, pending: KeyRecord, active: KeyRecord | None, now: int, grace_s: int, *,
                       revoke: bool = False) -> None:
@@ -93,9 +95,10 @@ class Registry(RegistryReader):
             self._update(record, record.status, {"status": "expired", "expired": now}), self._head_update({})])
 
     def _head_update(self, values: Mapping[str, str | int], *, remove: tuple[str, ...] = (),
-                     expected_revision: int | None = None) -> TransactWriteItemTypeDef:
-        """The head's part of a write: ``revision`` bumped, ``values`` set, ``remove`` removed; the head must exist."""
-        names = {f"#{key}": key for key in (*values, *remove, "revision")}
+                     expected_revision: int | None = None, absent: tuple[str, ...] = ()) -> TransactWriteItemTypeDef:
+        """The head's part of a write: ``revision`` bumped, ``values`` set, ``remove`` removed; the head must exist
+        (and have none of ``absent``)."""
+        names = {f"#{key}": key for key in (*values, *remove, *absent, "revision")}
         attributes: dict[str, Any] = {f":{key}": ({"N": str(v)} if isinstance(v, int) else {"S": v})
                                       for key, v in values.items()}
         attributes[":one"] = {"N": "1"}
@@ -103,6 +106,7 @@ class Registry(RegistryReader):
         if expected_revision is not None:
             condition = "#revision = :revision"
             attributes[":revision"] = {"N": str(expected_revision)}
+        condition += "".join(f" AND attribute_not_exists(#{key})" for key in absent)
         expression = "SET " + ", ".join(["#revision = #revision + :one", *(f"#{key} = :{key}" for key in values)])
         if remove:
             expression += " REMOVE " + ", ".join(f"#{key}" for key in remove)
