@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwksd import aws
 from jwksd.aws.retry import NO_RETRIES
 from jwksd.config import load_config
+from jwksd.errors import JwksdError
 from jwksd.log import configure_logging
 from jwksd.validate.jwk import thumbprint
 
@@ -99,6 +101,10 @@ def run_demo(port: int = 8080) -> int:
         configure_logging(config.log.level, config.log.format)
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(config))
+    except JwksdError as exc:  # a port taken (another demo?): said in one line, as serve says it
+        print(f"jwksd demo: cannot start: {exc}\n  another jwksd may be running; `jwksd demo --port N` "
+              "picks another port (JWKSD_METRICS_LISTEN the metrics one)", file=sys.stderr)
+        return 2
     finally:
         moto.stop()
     return 0

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,6 +51,37 @@ def test_serve_refuses_bad_config(tmp_path: Path) -> None:
                             check=False)
     assert result.returncode == 2
     assert b"server.listen = 'nowhere'" in result.stderr
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A loopback port another process already listens on."""
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        yield holder.getsockname()[1]
+
+
+def test_serve_names_a_port_already_taken(taken_port: int, moto_endpoint: str) -> None:
+    """A listen address in use stops serve with exit 2 and one line naming the setting, not a traceback."""
+    env = base_env(JWKSD_SECRET_ID="s", JWKSD_LISTEN=f"127.0.0.1:{taken_port}", JWKSD_METRICS_LISTEN="off",
+                   AWS_ENDPOINT_URL=moto_endpoint)
+    result = subprocess.run([sys.executable, "-m", "jwksd"], env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 2, result.stderr
+    assert (f"jwksd: cannot start: invalid configuration:\n  - server.listen = '127.0.0.1:{taken_port}': cannot "
+            "listen there (address already in use)\n") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_names_a_port_already_taken(taken_port: int) -> None:
+    """`jwksd demo --port` on a port in use exits 2 saying so and how to pick another, not with a traceback."""
+    env = base_env(JWKSD_METRICS_LISTEN="off")
+    result = subprocess.run([sys.executable, "-m", "jwksd", "demo", "--port", str(taken_port)], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert (f"jwksd demo: cannot start: invalid configuration:\n  - server.listen = '127.0.0.1:{taken_port}': "
+            "cannot listen there (address already in use)\n  another jwksd may be running; `jwksd demo --port N` "
+            "picks another port") in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_refuses_invalid_fallback(tmp_path: Path) -> None:

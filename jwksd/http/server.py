@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, cast
 import structlog
 from aiohttp import web
 
-from jwksd.config import ServerConfig
+from jwksd.config import Listen, ServerConfig
 from jwksd.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -242,11 +242,20 @@ async def start_listeners(server: ServerConfig, metrics: Metrics, runner: web.Ap
     assert runner.server is not None
     main = Listener("main", runner.server, max_connections=budget.max_connections,
                     write_timeout_s=server.write_timeout_s, metrics=metrics)
-    await GuardedSite(runner, server.listen.host, server.listen.port, main, backlog=budget.backlog,
-                      ssl_context=ssl_context).start()
+    await _listen("server.listen", server.listen, GuardedSite(
+        runner, server.listen.host, server.listen.port, main, backlog=budget.backlog, ssl_context=ssl_context))
     if metrics_runner is not None and server.metrics_listen is not None:
         assert metrics_runner.server is not None
         side = Listener("metrics", metrics_runner.server, max_connections=METRICS_MAX_CONNECTIONS,
                         write_timeout_s=server.write_timeout_s, metrics=metrics)
-        await GuardedSite(metrics_runner, server.metrics_listen.host, server.metrics_listen.port, side,
-                          backlog=METRICS_BACKLOG).start()
+        await _listen("server.metrics_listen", server.metrics_listen, GuardedSite(
+            metrics_runner, server.metrics_listen.host, server.metrics_listen.port, side, backlog=METRICS_BACKLOG))
+
+
+async def _listen(key: str, address: Listen, site: GuardedSite) -> None:
+    """Start ``site``; a port taken or an address not here is a ConfigError naming the setting, not a traceback."""
+    try:
+        await site.start()
+    except OSError as exc:
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)  # asyncio's text repeats the address
+        raise ConfigError([f"{key} = {str(address)!r}: cannot listen there ({reason})"]) from exc
