@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+import structlog
 from moto.server import ThreadedMotoServer
 
 from tests.tls_ca import TestCA
@@ -173,3 +174,10 @@ async def registry(moto_endpoint: str) -> AsyncIterator[RotationConfig]:
     async with keyring(config, publish=True) as ring:
         await active_registry(ring, f"{config.private_secret_prefix}/public")
     yield config
+
+
+@pytest.fixture
+def reset_logging() -> Iterator[None]:
+    """Each `jwksd` command points structlog at the captured stderr of its test; put it back afterwards."""
+    yield
+    structlog.reset_defaults()

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
-import structlog
 
 from jwksd.__main__ import main
 from tests.rotation_helpers import rotation_config
 
-
-@pytest.fixture(autouse=True)
-def reset_logging() -> Iterator[None]:
-    """Each command points structlog at the captured stderr of its test; put it back afterwards."""
-    yield
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("reset_logging")  # conftest: structlog put back after each test
 
 
 @pytest.fixture

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-import structlog
 
 from jwksd.__main__ import main
 from jwksd.rotation.rotate import iso
@@ -23,11 +21,7 @@ from tests.test_sources_dynamodb import daemon_config
 P = 1500  # publish_ahead_s with the serving side's defaults
 
 
-@pytest.fixture(autouse=True)
-def reset_logging() -> Iterator[None]:
-    """Each command points structlog at the captured stderr of its test; put it back afterwards."""
-    yield
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("reset_logging")  # conftest: structlog put back after each test
 
 
 @pytest.fixture

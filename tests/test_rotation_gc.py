@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +22,7 @@ from tests.rotation_helpers import key_state, keyring, kms_client, rotation_conf
 DENIED = "User: arn:aws:iam::123456789012:user/rotator is not authorized to perform: dynamodb:PutItem"
 
 
-@pytest.fixture(autouse=True)
-def reset_logging() -> Iterator[None]:
-    """Each command points structlog at the captured stderr of its test; put it back afterwards."""
-    yield
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("reset_logging")  # conftest: structlog put back after each test
 
 
 def creation_id_of(endpoint: str, key_ref: str) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,12 +17,7 @@ from jwksd.rotation.head import check_policy, policy_of
 from jwksd.rotation.keyring import open_keyring
 from tests.rotation_helpers import T0, keyring, rotation_config
 
-
-@pytest.fixture(autouse=True)
-def reset_logging() -> Iterator[None]:
-    """Each command points structlog at the captured stderr of its test; put it back afterwards."""
-    yield
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("reset_logging")  # conftest: structlog put back after each test
 
 
 def key(version: int, status: str) -> KeyRecord:

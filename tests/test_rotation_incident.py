@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
 import pytest
-import structlog
 
 from jwksd.errors import RotationError
 from jwksd.rotation.incident import promote_now, revoke
@@ -19,11 +17,7 @@ from tests.rotation_helpers import DAY, T0, Rotator, key_state, keyring, rotatio
 P = 1500  # publish_ahead_s with the serving side's defaults
 
 
-@pytest.fixture(autouse=True)
-def reset_logging() -> Iterator[None]:
-    """Each command points structlog at the captured stderr of its test; put it back afterwards."""
-    yield
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("reset_logging")  # conftest: structlog put back after each test
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ import asyncio
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from jwksd.__main__ import main
@@ -28,11 +26,7 @@ P = 1500
 RULES_DIR = Path(__file__).resolve().parent.parent / "config" / "prometheus"
 
 
-@pytest.fixture(autouse=True)
-def reset_logging() -> Iterator[None]:
-    """Each command points structlog at the captured stderr of its test; put it back afterwards."""
-    yield
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("reset_logging")  # conftest: structlog put back after each test
 
 
 def samples(path: Path) -> dict[tuple[str, str], float]:
